@@ -1,0 +1,89 @@
+"""ACGANModule: each update moves its own network only; pre-training writes and resumes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from pirtune import pipeline
+from pirtune.models.acgan import ACGANModule, load_bundle
+
+
+def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def _moved(before: dict[str, torch.Tensor], module: torch.nn.Module) -> dict[str, bool]:
+    return {k: not torch.equal(before[k], v) for k, v in module.named_parameters()}
+
+
+class _OnlyD(ACGANModule):
+    def _generator_update(self, fake, fake_labels):
+        return {}
+
+
+class _OnlyG(ACGANModule):
+    def _discriminator_update(self, real, real_labels, fake):
+        return {}
+
+
+@pytest.mark.parametrize("variant, moves", [(_OnlyD, "discriminator"), (_OnlyG, "generator")])
+def test_each_update_moves_its_network_and_nothing_else(make_cfg, variant, moves):
+    cfg = make_cfg()
+    module = instantiate(cfg.model, _target_=f"{variant.__module__}.{variant.__qualname__}")
+    datamodule = instantiate(cfg.data)
+    g0, d0 = _params(module.generator), _params(module.discriminator)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=datamodule)
+    g_moved, d_moved = _moved(g0, module.generator), _moved(d0, module.discriminator)
+    if moves == "discriminator":
+        assert all(d_moved.values()), [k for k, m in d_moved.items() if not m]
+        assert not any(g_moved.values())
+    else:
+        assert all(g_moved.values()), [k for k, m in g_moved.items() if not m]
+        assert not any(d_moved.values())
+
+
+def test_tiny_pretraining_writes_checkpoints_samples_and_resumes(make_cfg):
+    cfg = make_cfg("pretrain.iterations=4", "pretrain.checkpoint_every=2",
+                   "pretrain.sample_every=2")
+    run = Path(cfg.run_dir)
+    bundle = pipeline.pretrain(cfg)
+
+    assert bundle == run / "generator.pt"
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {
+        "step=4.ckpt", "step=8.ckpt", "last.ckpt"}  # two Lightning steps per iteration
+    samples = sorted(p.name for p in (run / "samples").iterdir())
+    assert samples == ["iter_0000002.png", "iter_0000004.png"]
+    generator, discriminator, meta = load_bundle(bundle)
+    assert meta["iteration"] == 4
+    assert tuple(generator(torch.randn(1, 64), torch.tensor([1])).shape) == (1, 3, 16, 16)
+
+    # Running again with more iterations resumes from last.ckpt: step count and
+    # optimiser state continue instead of starting over.
+    bundle.unlink()
+    pipeline.pretrain(make_cfg("pretrain.iterations=6", "pretrain.checkpoint_every=2",
+                               "pretrain.sample_every=2"))
+    _, _, meta = load_bundle(bundle)
+    assert meta["iteration"] == 6
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 12
+    d_state, g_state = last["optimizer_states"]
+    assert {s["step"].item() for s in g_state["state"].values()} == {6.0}  # Adam's counter
+    assert "iter_0000006.png" in {p.name for p in (run / "samples").iterdir()}
+
+
+def test_finished_stage_is_skipped(make_cfg, caplog):
+    caplog.set_level(logging.INFO)
+    cfg = make_cfg("pretrain.iterations=1")
+    bundle = pipeline.pretrain(cfg)
+    stamp = bundle.stat().st_mtime_ns
+    pipeline.pretrain(cfg)
+    assert bundle.stat().st_mtime_ns == stamp
+    assert "already done" in caplog.text
