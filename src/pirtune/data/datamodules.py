@@ -44,8 +44,9 @@ def check_imagefolder(root: Path) -> None:
             f"image folder {root} does not exist; give data.root=<folder with one "
             "sub-folder per class>, or data.root=null for the procedural landscapes"
         )
-    folder = datasets.ImageFolder(str(root), allow_empty=True)
-    if not folder.samples:
+    has_classes = any(entry.is_dir() for entry in root.iterdir())
+    folder = datasets.ImageFolder(str(root), allow_empty=True) if has_classes else None
+    if folder is None or not folder.samples:
         raise UsageError(
             f"image folder {root} holds no images; put images in <root>/<class>/*.png|jpg"
         )

@@ -103,32 +103,55 @@ class ACGANModule(L.LightningModule):
         labels = torch.randint(self.num_classes, (n,), generator=generator, device="cpu")
         return z.to(self.device), labels.to(self.device)
 
+    @property
+    def _cuda_graphs(self) -> bool:
+        return self.compile_mode == "reduce-overhead"
+
+    def _run(self, network: nn.Module, *inputs: torch.Tensor):
+        """Call a network; under CUDA graphs, copy its outputs out of the graph's memory.
+
+        A captured graph reuses its output buffers on the next replay, and D runs
+        three times per iteration, so outputs are cloned (a few KiB) before reuse.
+        """
+        out = network(*inputs)
+        if not self._cuda_graphs:
+            return out
+        return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+
+    def _logging_now(self) -> bool:
+        # Lightning writes step metrics every `log_every_n_steps`; computing the
+        # diagnostics on the other steps only adds kernel launches.
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return connector is None or bool(connector.should_update_logs)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if self._cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         real, real_labels = batch
         z, fake_labels = self.sample_latents(real.shape[0])
-        fake = self.generator(z, fake_labels)
-        d_metrics = self._discriminator_update(real, real_labels, fake.detach())
-        g_metrics = self._generator_update(fake, fake_labels)
-        self.log_dict(
-            {f"pretrain/train/{k}": v for k, v in {**d_metrics, **g_metrics}.items()},
-            prog_bar=False,
-            on_step=True,
-            on_epoch=False,
-        )
-        self.log("pretrain/train/iteration", float(self.iteration + 1), on_step=True)
+        fake = self._run(self.generator, z, fake_labels)
+        log = self._logging_now()
+        d_metrics = self._discriminator_update(real, real_labels, fake.detach(), log)
+        g_metrics = self._generator_update(fake, fake_labels, log)
+        if log:
+            metrics = {**d_metrics, **g_metrics, "iteration": float(self.iteration)}  # counts this one
+            self.log_dict({f"pretrain/train/{k}": v for k, v in metrics.items()},
+                          on_step=True, on_epoch=False)
 
     def _discriminator_update(
-        self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor
+        self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, log: bool
     ) -> dict[str, torch.Tensor]:
         d_opt, _ = self.optimizers()
-        real_source, real_class_logits = self.discriminator(real)
-        fake_source, _ = self.discriminator(fake)
+        real_source, real_class_logits = self._run(self.discriminator, real)
+        fake_source, _ = self._run(self.discriminator, fake)
         loss = discriminator_loss(
             real_source, fake_source, real_class_logits, real_labels, self.w_real_class
         )
         d_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss.total)
         d_opt.step()
+        if not log:
+            return {}
         return {
             "d_loss": loss.total.detach(),
             "d_real": loss.real.detach(),
@@ -140,17 +163,19 @@ class ACGANModule(L.LightningModule):
         }
 
     def _generator_update(
-        self, fake: torch.Tensor, fake_labels: torch.Tensor
+        self, fake: torch.Tensor, fake_labels: torch.Tensor, log: bool
     ) -> dict[str, torch.Tensor]:
         _, g_opt = self.optimizers()
         # Freezing D for this update spares computing its gradients (and leaves them untouched).
         self.toggle_optimizer(g_opt)
-        fake_source, fake_class_logits = self.discriminator(fake)
+        fake_source, fake_class_logits = self._run(self.discriminator, fake)
         loss = generator_loss(fake_source, fake_class_logits, fake_labels, self.w_fake_class)
         g_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss.total)
         g_opt.step()
         self.untoggle_optimizer(g_opt)
+        if not log:
+            return {}
         return {
             "g_loss": loss.total.detach(),
             "g_fools": loss.fools.detach(),

@@ -1,0 +1,166 @@
+"""Pre-training throughput: ACGANModule under Lightning against a plain PyTorch loop.
+
+Both sides use the same networks, optimisers, batch size and data (the
+procedural landscapes, uint8 in memory, converted on the device), and do the
+same work per iteration: one discriminator update, then one generator update.
+Prints iterations per second for each and their ratio.
+
+    OMP_WAIT_POLICY=PASSIVE python scripts/bench/pretrain_throughput.py            # CPU default
+    python scripts/bench/pretrain_throughput.py experiment=paper trainer=gpu \
+        --compile reduce-overhead                                                   # one GPU
+
+Run it alone: on a 2-core machine a second busy process distorts the figures.
+Extra arguments of the form key=value are Hydra overrides of conf/train.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from pirtune.models.acgan import STEPS_PER_ITERATION, ACGANModule
+from pirtune.models.losses import discriminator_loss, generator_loss
+from pirtune.train import CONFIG_DIR, register_resolvers
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(module: ACGANModule, datamodule, device: torch.device, warmup: int, iters: int,
+               bf16: bool) -> float:
+    """Iterations per second of a hand-written loop over the module's own networks."""
+    g, d = module.generator.to(device), module.discriminator.to(device)
+    d_opt = module.d_optimizer(d.parameters())
+    g_opt = module.g_optimizer(g.parameters())
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
+                else contextlib.nullcontext())
+    graphs = module.compile_mode == "reduce-overhead"
+
+    def run(network, *inputs):
+        # As ACGANModule._run: copy outputs out of a CUDA graph's reused buffers.
+        out = network(*inputs)
+        return tuple(t.clone() for t in out) if graphs else out
+
+    loader = datamodule.train_dataloader()
+    batches = iter(loader)
+    start = 0.0
+    for i in range(warmup + iters):
+        if i == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        real, real_labels = datamodule.to_model_input([t.to(device) for t in batch])
+        z = torch.randn(real.shape[0], g.latent_dim, device=device)
+        labels = torch.randint(g.num_classes, (real.shape[0],), device=device)
+        with autocast:
+            fake = g(z, labels)
+            fake = fake.clone() if graphs else fake
+            real_source, real_logits = run(d, real)
+            fake_source, _ = run(d, fake.detach())
+            d_loss = discriminator_loss(real_source, fake_source, real_logits, real_labels,
+                                        module.w_real_class).total
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        d.requires_grad_(False)
+        with autocast:
+            fake_source, fake_logits = run(d, fake)
+            g_loss = generator_loss(fake_source, fake_logits, labels, module.w_fake_class).total
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        d.requires_grad_(True)
+    _sync(device)
+    return iters / (time.perf_counter() - start)
+
+
+class _Timer(L.Callback):
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.count = warmup, 0.0, 0.0, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.count == self.warmup:
+            _sync(pl_module.device)
+            self.start = time.perf_counter()
+        self.count += 1
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        _sync(pl_module.device)
+        self.end = time.perf_counter()
+
+
+def lightning_loop(module: ACGANModule, datamodule, trainer_cfg, warmup: int,
+                   iters: int) -> float:
+    """Iterations per second of ``Trainer.fit`` on the module."""
+    timer = _Timer(warmup)
+    trainer = instantiate(
+        trainer_cfg, max_steps=STEPS_PER_ITERATION * (warmup + iters), logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, callbacks=[timer],
+        default_root_dir=None,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return iters / (timer.end - timer.start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=60, help="timed iterations")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed iterations first")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--compile", default=None,
+                        help="torch.compile mode for both networks (e.g. reduce-overhead)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args, overrides = parser.parse_known_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train",
+                      overrides=["logger=csv", "data.num_images=2048", *overrides])
+    L.seed_everything(0)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    accelerator = cfg.trainer.accelerator
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+
+    module = instantiate(cfg.model, compile_mode=args.compile)
+    module.configure_model()
+    plain = plain_loop(module, datamodule, device, args.warmup, args.iters, bf16)
+    lightning = lightning_loop(instantiate(cfg.model, compile_mode=args.compile), datamodule,
+                               cfg.trainer, args.warmup, args.iters)
+    result = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "scale": cfg.scale,
+        "resolution": cfg.data.resolution,
+        "batch": cfg.data.batch_size,
+        "precision": str(cfg.trainer.precision),
+        "compile": args.compile,
+        "plain_it_per_s": round(plain, 2),
+        "lightning_it_per_s": round(lightning, 2),
+        "lightning_over_plain": round(lightning / plain, 3),
+    }
+    print(json.dumps(result))
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
