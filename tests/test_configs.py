@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
 
-from pirtune.train import CONFIG_DIR, check_group_overrides
 from pirtune.errors import UsageError
+from pirtune.train import CONFIG_DIR, check_group_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONFIG_DIR / "trainer").glob("*.yaml"))
@@ -81,6 +80,9 @@ def test_command_line_errors_are_one_line(tmp_path):
         (["trainer=tpu"], "trainer 'tpu' is unknown; choose one of: cpu, ddp, gpu"),
         (["stage=fly"], "stage 'fly' is unknown; choose one of: pretrain, sample"),
         (["stage=sample", f"generator_ckpt={tmp_path / 'none.pt'}"], "does not exist"),
+        (["data=imagefolder"], "data.root must be set; add data.root=<value>"),
+        (["data=imagefolder", f"data.root={tmp_path / 'nowhere'}", "pretrain.iterations=1"],
+         f"image folder {tmp_path / 'nowhere'} does not exist"),
     ]:
         result = subprocess.run(
             [sys.executable, "-m", "pirtune.train", f"run_dir={tmp_path / 'run'}",
@@ -103,3 +105,16 @@ def test_sweep_launchers_compose(launcher, target):
         cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}"],
                       return_hydra_config=True)
     assert cfg.hydra.launcher._target_ == target
+
+
+def test_imagefolder_option_trains_on_a_folder(make_cfg, tmp_path):
+    from pirtune import pipeline
+    from pirtune.data.landscapes import write_imagefolder
+
+    write_imagefolder(tmp_path / "photos", n=8, resolution=24)
+    cfg = make_cfg("data=imagefolder", f"data.root={tmp_path / 'photos'}", "data.num_workers=0",
+                   "pretrain.iterations=1")
+    datamodule = instantiate(cfg.data)
+    images, labels = next(iter(datamodule.train_dataloader()))
+    assert images.shape == (8, 3, 16, 16)
+    assert pipeline.pretrain(cfg).is_file()

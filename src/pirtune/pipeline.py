@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,11 @@ from pirtune.models.acgan import (
 )
 
 log = logging.getLogger(__name__)
+
+# Checkpoints taken after the optimiser steps are what resuming needs, and the
+# pytree notice is Lightning's own; neither is actionable for a user.
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 BUNDLE_NAME = "generator.pt"
 
@@ -67,8 +73,9 @@ def pretrain(cfg: DictConfig) -> Path:
         if settings[key] < 1:
             raise UsageError(f"pretrain.{key}={settings[key]} must be at least 1")
 
-    L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")  # a bad folder fails here, before any training output
+    L.seed_everything(cfg.seed, workers=True)
     module: ACGANModule = instantiate(cfg.model)
     checkpoints = run_dir / "checkpoints"
     callbacks: list[L.Callback] = [
@@ -131,4 +138,7 @@ def run(cfg: DictConfig) -> Path:
     """Run ``cfg.stage`` on ``cfg.run_dir``."""
     if cfg.stage not in STAGES:
         raise UsageError(f"stage '{cfg.stage}' is unknown; choose one of: {', '.join(STAGES)}")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UsageError(f"{missing[0]} must be set; add {missing[0]}=<value> to the command")
     return STAGES[cfg.stage](cfg)

@@ -134,7 +134,8 @@ class ACGANModule(L.LightningModule):
         d_metrics = self._discriminator_update(real, real_labels, fake.detach(), log)
         g_metrics = self._generator_update(fake, fake_labels, log)
         if log:
-            metrics = {**d_metrics, **g_metrics, "iteration": float(self.iteration)}  # counts this one
+            # Both updates are done, so `iteration` already counts this one.
+            metrics = {**d_metrics, **g_metrics, "iteration": float(self.iteration)}
             self.log_dict({f"pretrain/train/{k}": v for k, v in metrics.items()},
                           on_step=True, on_epoch=False)
 
