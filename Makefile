@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # Pre-trains the CPU generator only when no checkpoint is present, then draws from it.
 run: $(STAMP)
 	test -f $(CHECKPOINT) || ( $(BIN)/pirtune-train stage=pretrain && \
-	    mkdir -p checkpoints && cp runs/cpu-pretrain/generator.pt $(CHECKPOINT) )
+	    $(BIN)/python scripts/ship_generator.py runs/cpu-pretrain/generator.pt $(CHECKPOINT) )
 	$(BIN)/pirtune-train stage=sample
 
 test: $(STAMP)

@@ -81,6 +81,7 @@ def test_command_line_errors_are_one_line(tmp_path):
         (["stage=fly"], "stage 'fly' is unknown; choose one of: pretrain, sample"),
         (["stage=sample", f"generator_ckpt={tmp_path / 'none.pt'}"], "does not exist"),
         (["data=imagefolder"], "data.root must be set; add data.root=<value>"),
+        (["model.ema_decay=2"], "model.ema_decay=2 must lie in (0, 1)"),
         (["data=imagefolder", f"data.root={tmp_path / 'nowhere'}", "pretrain.iterations=1"],
          f"image folder {tmp_path / 'nowhere'} does not exist"),
     ]:

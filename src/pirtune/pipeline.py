@@ -75,7 +75,7 @@ def pretrain(cfg: DictConfig) -> Path:
 
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # a bad folder fails here, before any training output
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     module: ACGANModule = instantiate(cfg.model)
     checkpoints = run_dir / "checkpoints"
     callbacks: list[L.Callback] = [

@@ -58,12 +58,22 @@ def check_group_overrides(args: list[str], config_dir: Path = CONFIG_DIR) -> Non
                 )
 
 
+def _usage_error(err: BaseException) -> UsageError | None:
+    """The UsageError behind ``err`` (Hydra wraps errors raised while instantiating)."""
+    while err is not None and not isinstance(err, UsageError):
+        err = err.__cause__
+    return err
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _run(cfg: DictConfig) -> None:
     try:
         pipeline.run(cfg)
-    except UsageError as err:
-        print(f"pirtune-train: error: {err}", file=sys.stderr)
+    except Exception as err:
+        usage = _usage_error(err)
+        if usage is None:
+            raise
+        print(f"pirtune-train: error: {usage}", file=sys.stderr)
         sys.exit(2)
 
 

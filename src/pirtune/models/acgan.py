@@ -25,6 +25,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import save_image
 
 from pirtune.errors import UsageError
@@ -46,6 +47,11 @@ class ACGANModule(L.LightningModule):
         d_optimizer: partial optimizer for the discriminator (paper: RMSProp, lr 1e-5).
         w_fake_class: weight of the generator's class term (paper: 1.5).
         w_real_class: weight of the discriminator's class term (paper: 1.0).
+        ema_decay: ``None``, or the decay of an exponential moving average of the
+            generator's weights (and batch-norm statistics), updated after every G
+            update. The average, not the raw generator, then draws sample grids and
+            leaves training in the bundle: it smooths the iteration-to-iteration
+            jitter of GAN training (as in ProGAN/StyleGAN). Not in the paper.
         compile_mode: ``None``, or a ``torch.compile`` mode for both networks
             (``"reduce-overhead"`` captures CUDA graphs: the GPU fast path).
     """
@@ -58,6 +64,7 @@ class ACGANModule(L.LightningModule):
         d_optimizer: OptimizerFactory,
         w_fake_class: float = 1.5,
         w_real_class: float = 1.0,
+        ema_decay: float | None = None,
         compile_mode: str | None = None,
     ) -> None:
         super().__init__()
@@ -69,6 +76,19 @@ class ACGANModule(L.LightningModule):
         self.w_fake_class = w_fake_class
         self.w_real_class = w_real_class
         self.compile_mode = compile_mode
+        self.generator_ema: AveragedModel | None = None
+        if ema_decay is not None:
+            if not 0 < ema_decay < 1:
+                raise UsageError(f"model.ema_decay={ema_decay} must lie in (0, 1), or be null")
+            self.generator_ema = AveragedModel(
+                generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+            )
+            self.generator_ema.requires_grad_(False)
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that draws samples: the moving average when there is one."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
 
     @property
     def latent_dim(self) -> int:
@@ -175,6 +195,8 @@ class ACGANModule(L.LightningModule):
         self.manual_backward(loss.total)
         g_opt.step()
         self.untoggle_optimizer(g_opt)
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
         if not log:
             return {}
         return {
@@ -221,7 +243,7 @@ class SampleGridCallback(L.Callback):
     def _save(self, trainer: L.Trainer, module: ACGANModule) -> Path | None:
         if not trainer.is_global_zero:
             return None
-        images = class_grid(module.generator, self.per_class, self.seed, module.device)
+        images = class_grid(module.sampler, self.per_class, self.seed, module.device)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / f"iter_{module.iteration:07d}.png"
         save_image(images, path, nrow=self.nrow, padding=1)
@@ -249,7 +271,7 @@ def save_bundle(module: ACGANModule, model_cfg: DictConfig, path: Path,
     bundle = {
         "format": "pirtune-acgan-bundle/1",
         "model": OmegaConf.to_container(model_cfg, resolve=True),
-        "generator": {k: v.cpu() for k, v in module.generator.state_dict().items()},
+        "generator": {k: v.cpu() for k, v in module.sampler.state_dict().items()},
         "discriminator": {k: v.cpu() for k, v in module.discriminator.state_dict().items()},
         "iteration": module.iteration,
         "provenance": provenance,
