@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from pirtune.errors import UsageError
@@ -78,7 +79,7 @@ def test_unknown_group_option_names_the_choices():
 def test_command_line_errors_are_one_line(tmp_path):
     for args, expected in [
         (["trainer=tpu"], "trainer 'tpu' is unknown; choose one of: cpu, ddp, gpu"),
-        (["stage=fly"], "stage 'fly' is unknown; choose one of: pretrain, sample"),
+        (["stage=fly"], "stage 'fly' is unknown; choose one of: pretrain, sample, collect, estimate"),
         (["stage=sample", f"generator_ckpt={tmp_path / 'none.pt'}"], "does not exist"),
         (["data=imagefolder"], "data.root must be set; add data.root=<value>"),
         (["model.ema_decay=2"], "model.ema_decay=2 must lie in (0, 1)"),
@@ -119,3 +120,28 @@ def test_imagefolder_option_trains_on_a_folder(make_cfg, tmp_path):
     images, labels = next(iter(datamodule.train_dataloader()))
     assert images.shape == (8, 3, 16, 16)
     assert pipeline.pretrain(cfg).is_file()
+
+
+OBJECTIVES = sorted(p.stem for p in (CONFIG_DIR / "objective").glob("*.yaml"))
+ESTIMATORS = sorted(p.stem for p in (CONFIG_DIR / "estimator").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_objective_options_build_under_their_run_name(make_cfg, objective):
+    from pirtune.objectives import build_objective, objective_name
+
+    spec = make_cfg(f"objective={objective}").objective
+    if spec.kind == "vgg":
+        assert objective_name(spec) == f"{objective}_k1_s0"
+        if spec.layer in ("pool1", "pool2"):  # deeper layers only cost time to build
+            built = build_objective({**spec, "weights": "random"})
+            assert built.name == objective_name(spec)
+    else:
+        assert build_objective(spec).name == objective_name(spec) == objective
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_estimator_options_build(make_cfg, estimator):
+    cfg = make_cfg(f"estimator={estimator}")
+    network = instantiate(cfg.estimator.network)
+    assert network(torch.rand(2, 3, 16, 16)).shape == (2, 100)

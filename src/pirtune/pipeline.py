@@ -10,10 +10,23 @@ Every stage reads its inputs from, and writes its outputs to, ``cfg.run_dir``
   once ``generator.pt`` exists the stage is done and is skipped.
 * ``sample`` — draw a class-by-class grid from ``generator_ckpt`` into
   ``samples.png``.
+* ``collect`` — draw ``collect.num_images`` images (uniform classes) from
+  ``generator_ckpt``, score them with the objective (the true PIR), show each
+  ``collect.impressions`` times to simulated users (clicks ~ Binomial) and
+  write the PIR dataset ``pir_data/`` (see ``pirtune.data.pir_dataset``).
+* ``estimate`` — fit the PIR estimator on ``pir_data`` (cross-entropy over
+  100 PIR bins at temperature 1, C.3), checkpointing to ``estimator_ckpt/``;
+  write ``estimator.pt`` and, for the held-out images scored by the frozen
+  estimator at ``estimator.temperature``, ``estimator_report.json``.
+
+The PIR-loop stages (``LOOP_STAGES``) of one objective share the run
+directory ``runs/<scale>-<objective name>``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import platform
 import sys
@@ -29,7 +42,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
+from pirtune.data.impressions import simulate_clicks
+from pirtune.data.pir_dataset import PIRDataModule, write_pir_dataset
 from pirtune.errors import UsageError
+from pirtune.estimator.module import PIREstimatorModule, evaluate_estimator
 from pirtune.models.acgan import (
     STEPS_PER_ITERATION,
     ACGANModule,
@@ -38,6 +54,7 @@ from pirtune.models.acgan import (
     load_bundle,
     save_bundle,
 )
+from pirtune.objectives import build_objective
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +64,8 @@ warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual opt
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 BUNDLE_NAME = "generator.pt"
+ESTIMATOR_NAME = "estimator.pt"
+LOOP_STAGES = ("collect", "estimate")
 
 
 def _command_line() -> str:
@@ -131,7 +150,99 @@ def sample(cfg: DictConfig) -> Path:
     return out
 
 
-STAGES: dict[str, Callable[[DictConfig], Path]] = {"pretrain": pretrain, "sample": sample}
+@torch.no_grad()
+def draw(generator: torch.nn.Module, n: int, batch_size: int, seed: int
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """n seeded samples of an eval-mode generator: (images [n, 3, R, R] in [0, 1], classes, z)."""
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, generator.latent_dim, generator=rng)
+    classes = torch.randint(generator.num_classes, (n,), generator=rng)
+    generator.eval()
+    images = torch.cat([generator(z[i:i + batch_size], classes[i:i + batch_size])
+                        for i in range(0, n, batch_size)])
+    return (images.clamp(-1, 1) + 1) / 2, classes, z
+
+
+def collect(cfg: DictConfig) -> Path:
+    """Score generator samples with simulated users; write ``<run_dir>/pir_data``."""
+    out = Path(cfg.pir_data)
+    if (out / "pir.csv").exists():
+        log.info("collect: already done (%s); delete it to collect again", out)
+        return out
+    settings = cfg.collect
+    for key in ("num_images", "impressions", "batch_size"):
+        if settings[key] < 1:
+            raise UsageError(f"collect.{key}={settings[key]} must be at least 1")
+    objective = build_objective(cfg.objective)
+    generator, _, meta = load_bundle(cfg.generator_ckpt)
+    images, classes, z = draw(generator, settings.num_images, settings.batch_size, settings.seed)
+    true_pir = torch.cat([objective(images[i:i + settings.batch_size])
+                          for i in range(0, len(images), settings.batch_size)])
+    clicks = simulate_clicks(true_pir, settings.impressions,
+                             torch.Generator().manual_seed(settings.seed + 1))
+    write_pir_dataset(
+        out, (images * 255).round().to(torch.uint8), classes, settings.impressions, clicks,
+        true_pir=true_pir, latents=z,
+        meta={"objective": objective.describe(), "generator_ckpt": str(cfg.generator_ckpt),
+              "generator_iteration": meta.get("iteration"), "seed": settings.seed,
+              "impressions": settings.impressions, "command": _command_line()},
+    )
+    observed = clicks.float() / settings.impressions
+    log.info("collect: %d images scored by %s: true PIR %.3f ± %.3f, observed %.3f ± %.3f -> %s",
+             len(images), objective.name, true_pir.mean(), true_pir.std(), observed.mean(),
+             observed.std(), out)
+    return out
+
+
+def estimate(cfg: DictConfig) -> Path:
+    """Fit the PIR estimator on ``cfg.pir_data``; write ``estimator.pt`` and its report."""
+    run_dir = Path(cfg.run_dir)
+    out = run_dir / ESTIMATOR_NAME
+    if out.exists():
+        log.info("estimate: already done (%s); delete it to fit again", out)
+        return out
+    settings = cfg.estimator
+    if not (Path(cfg.pir_data) / "pir.csv").is_file():
+        raise UsageError(f"no PIR dataset at {cfg.pir_data}; run stage=collect first, or "
+                         "give pir_data=<dataset folder>")
+    datamodule = PIRDataModule(str(cfg.pir_data), settings.val_fraction, settings.batch_size,
+                               seed=cfg.seed)
+    datamodule.setup("fit")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = PIREstimatorModule(instantiate(settings.network), instantiate(settings.optimizer))
+    checkpoints = run_dir / "estimator_ckpt"
+    callbacks: list[L.Callback] = [ModelCheckpoint(dirpath=checkpoints, save_last=True,
+                                                   save_top_k=0)]
+    if cfg.progress:
+        callbacks.append(RichProgressBar())
+    trainer: L.Trainer = instantiate(cfg.trainer, max_epochs=settings.epochs, callbacks=callbacks,
+                                     logger=_loggers(cfg), enable_progress_bar=bool(cfg.progress))
+    last = checkpoints / "last.ckpt"
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    if not trainer.is_global_zero:
+        return out
+
+    held_out = datamodule.val_records if len(datamodule.val_records) else datamodule.records
+    report = evaluate_estimator(module.cpu(), held_out, temperature=settings.temperature)
+    for warning in report.warnings:
+        log.warning("estimate: %s", warning)
+    (run_dir / "estimator_report.json").write_text(
+        json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+    tmp = out.with_suffix(".tmp")
+    torch.save({"format": "pirtune-estimator/1", "state_dict": module.network.state_dict(),
+                "network": OmegaConf.to_container(settings.network, resolve=True),
+                "temperature": settings.temperature, "report": dataclasses.asdict(report)}, tmp)
+    tmp.replace(out)
+    log.info("estimate: %s on %d held-out images: MAE %.4f, Spearman %.3f (observed), %s (true); "
+             "zero share %.2f -> %s", settings.network.backbone, report.n, report.mae,
+             report.spearman_observed,
+             "n/a" if report.spearman_true is None else f"{report.spearman_true:.3f}",
+             report.zero_share, out)
+    return out
+
+
+STAGES: dict[str, Callable[[DictConfig], Path]] = {
+    "pretrain": pretrain, "sample": sample, "collect": collect, "estimate": estimate}
 
 
 def run(cfg: DictConfig) -> Path:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pirtune import pipeline
 from pirtune.errors import UsageError
+from pirtune.objectives import objective_name
 
 # An editable install keeps conf/ beside src/; nothing else locates the tree.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,10 +32,16 @@ def _wandb_offline() -> bool:
     return not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
 
 
+def _run_name(stage: str, objective: DictConfig) -> str:
+    """The PIR-loop stages of an objective share one run, named after the objective."""
+    return objective_name(objective) if stage in pipeline.LOOP_STAGES else stage
+
+
 def register_resolvers() -> None:
-    """``${repo_root:}`` and ``${wandb_offline:}`` for the config tree."""
+    """``${repo_root:}``, ``${wandb_offline:}`` and ``${run_name:...}`` for the config tree."""
     OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
     OmegaConf.register_new_resolver("wandb_offline", _wandb_offline, replace=True)
+    OmegaConf.register_new_resolver("run_name", _run_name, replace=True)
 
 
 def check_group_overrides(args: list[str], config_dir: Path = CONFIG_DIR) -> None:

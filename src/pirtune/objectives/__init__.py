@@ -8,13 +8,14 @@ Every objective is an ``nn.Module`` whose ``forward`` takes float
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
 from pirtune.errors import UsageError
-from pirtune.objectives.colour import ColourObjective
+from pirtune.objectives.colour import ColourObjective, colour_name
 from pirtune.objectives.vgg import (
     VGGFeatureBank,
     VGGObjective,
@@ -22,9 +23,11 @@ from pirtune.objectives.vgg import (
     pir_from_bank,
     sample_filters,
     score_all,
+    vgg_name,
 )
 
 __all__ = [
+    "objective_name",
     "ColourObjective",
     "VGGFeatureBank",
     "VGGObjective",
@@ -65,3 +68,20 @@ def build_objective(spec: Mapping[str, Any]) -> nn.Module:
         key: spec[key] for key in ("filter", "k", "seed", "weights") if spec.get(key) is not None
     }
     return VGGObjective(layer=spec["layer"], **optional)
+
+
+def objective_name(spec: Mapping[str, Any]) -> str:
+    """The name ``build_objective(spec)`` will have, without building it (no VGG16 load).
+
+    Run directories are named after it. Unset VGG keys take ``VGGObjective``'s
+    defaults, read from its signature so they are written once.
+    """
+    kind = spec.get("kind")
+    if kind == "colour":
+        return colour_name(spec["colours"])
+    if kind == "vgg":
+        defaults = inspect.signature(VGGObjective).parameters
+        k, seed = (spec.get(key) if spec.get(key) is not None else defaults[key].default
+                   for key in ("k", "seed"))
+        return vgg_name(spec["layer"], spec.get("filter"), k, seed)
+    raise UsageError(f"objective.kind {kind!r} is unknown; choose one of: {', '.join(KINDS)}")

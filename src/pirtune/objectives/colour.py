@@ -28,6 +28,11 @@ from pirtune.objectives.vgg import pir_from_bank
 CHANNELS: dict[str, int] = {"red": 0, "green": 1, "blue": 2}
 
 
+def colour_name(colours: Sequence[str]) -> str:
+    """The objective's name, e.g. ``color_red_blue``; also names its run directory."""
+    return "color_" + "_".join(colours)
+
+
 class ColourObjective(nn.Module):
     """A simulated user whose PIR is the share of image energy in the wanted colour per strip.
 
@@ -50,7 +55,7 @@ class ColourObjective(nn.Module):
                 )
         self.colours = colours
         self.channels = tuple(CHANNELS[colour] for colour in colours)
-        self.name = "color_" + "_".join(colours)
+        self.name = colour_name(colours)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map images float [B, 3, H, W] in [0, 1] to PIR float [B] in [0, 1].

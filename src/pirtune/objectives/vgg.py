@@ -333,6 +333,11 @@ def sample_filters(num_filters: int, k: int, seed: int) -> list[int]:
     return sorted(torch.randperm(num_filters, generator=generator)[:k].tolist())
 
 
+def vgg_name(layer: str, filter: int | None, k: int, seed: int) -> str:
+    """The objective's name (``vgg_pool2_f17``, ``vgg_fc7_k20_s0``); also names its run."""
+    return f"vgg_{layer}_f{filter}" if filter is not None else f"vgg_{layer}_k{k}_s{seed}"
+
+
 class VGGObjective(nn.Module):
     """A simulated user whose PIR is the share of VGG16 activity in one or k filters of a layer.
 
@@ -374,11 +379,11 @@ class VGGObjective(nn.Module):
                 )
             self.filters = [int(filter)]
             self.seed = None
-            self.name = f"vgg_{layer}_f{filter}"
+            self.name = vgg_name(layer, filter, k, seed)
         else:
             self.filters = sample_filters(num_filters, k, seed)
             self.seed = seed
-            self.name = f"vgg_{layer}_k{k}_s{seed}"
+            self.name = vgg_name(layer, filter, k, seed)
         self.k = k
         if bank is None:
             bank = VGGFeatureBank(weights=weights, layers=(layer,))

@@ -1,0 +1,116 @@
+"""PIR bins, the temperature-scaled expectation, and the three backbones."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torchvision import models
+
+from pirtune.errors import UsageError
+from pirtune.estimator.network import (
+    PIREstimator,
+    bin_centres,
+    expected_pir,
+    pir_to_bin,
+)
+
+
+def test_pir_to_bin_edges():
+    pir = torch.tensor([0.0, 0.0099, 0.01, 0.015, 0.5, 0.999, 1.0])
+    torch.testing.assert_close(pir_to_bin(pir, 100), torch.tensor([0, 0, 1, 1, 50, 99, 99]))
+    # Ratios of counts land in the bin their exact value belongs to.
+    ratios = torch.tensor([10 / 1000, 290 / 1000, 7 / 100, 999 / 1000], dtype=torch.float32)
+    torch.testing.assert_close(pir_to_bin(ratios, 100), torch.tensor([1, 29, 7, 99]))
+    torch.testing.assert_close(pir_to_bin(torch.tensor([0.0, 0.25, 1.0]), 4),
+                               torch.tensor([0, 1, 3]))
+
+
+def test_bin_centres():
+    torch.testing.assert_close(bin_centres(4), torch.tensor([0.125, 0.375, 0.625, 0.875]))
+    assert bin_centres(100)[0].item() == pytest.approx(0.005)
+
+
+def test_expected_pir_at_temperature_one_is_the_softmax_mean():
+    logits = torch.tensor([[0.3, -1.0, 2.0, 0.5]])
+    weights = [math.exp(v) for v in logits[0].tolist()]
+    centres = [0.125, 0.375, 0.625, 0.875]
+    hand = sum(w * c for w, c in zip(weights, centres, strict=True)) / sum(weights)
+    assert expected_pir(logits, 1.0).item() == pytest.approx(hand, rel=1e-6)
+
+
+def test_low_temperature_approaches_the_modal_bin_centre():
+    logits = torch.randn(5, 100, generator=torch.Generator().manual_seed(0)) * 3
+    argmax_centre = bin_centres(100)[logits.argmax(1)]
+    torch.testing.assert_close(expected_pir(logits, 1e-4), argmax_centre)
+    assert not torch.allclose(expected_pir(logits, 1.0), argmax_centre, atol=1e-3)
+
+
+def test_low_temperature_ignores_the_smaller_mode():
+    # Two modes: bin 10 (most likely) and bin 80 slightly behind. At T=1 the
+    # mean sits between them; at the paper's 0.01 it is near bin 10's centre.
+    logits = torch.full((1, 100), -5.0)
+    logits[0, 10], logits[0, 80] = 2.0, 1.9
+    sharp, soft = expected_pir(logits, 0.01).item(), expected_pir(logits, 1.0).item()
+    mode_centre = 0.105
+    assert abs(sharp - mode_centre) < 1e-3
+    assert abs(soft - mode_centre) > 0.2
+    assert 0.105 < soft < 0.805
+
+
+def test_expected_pir_rejects_non_positive_temperature():
+    with pytest.raises(UsageError, match="temperature=0"):
+        expected_pir(torch.zeros(1, 4), 0)
+
+
+@pytest.mark.parametrize("backbone, size", [("small_cnn", 32), ("small_cnn", 64),
+                                            ("resnet18", 32), ("inception_v3", 32)])
+def test_backbone_outputs_one_logit_per_bin(backbone, size):
+    net = PIREstimator(backbone, bins=100, resolution=32).eval()
+    with torch.no_grad():
+        logits = net(torch.rand(2, 3, size, size))  # inception_v3 resizes to 299 inside
+    assert logits.shape == (2, 100)
+    assert bool(torch.isfinite(logits).all())
+
+
+def test_unknown_backbone_lists_the_choices():
+    with pytest.raises(UsageError, match="'vgg' is unknown; choose one of: small_cnn, resnet18, "
+                                         "inception_v3"):
+        PIREstimator("vgg")
+
+
+def test_pretrained_weights_come_only_from_the_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    expected = tmp_path / "checkpoints" / "resnet18-f37072fd.pth"
+    with pytest.raises(UsageError, match=rf"{expected}.*estimator\.pretrained=false"):
+        PIREstimator("resnet18", pretrained=True)
+
+    # A stand-in for the ImageNet file: random weights in torchvision's layout.
+    expected.parent.mkdir()
+    imagenet = models.resnet18(weights=None).state_dict()
+    torch.save(imagenet, expected)
+    net = PIREstimator("resnet18", bins=10, pretrained=True)
+    torch.testing.assert_close(net.backbone.conv1.weight, imagenet["conv1.weight"])
+    torch.testing.assert_close(net.backbone.layer4[1].bn2.running_var,
+                               imagenet["layer4.1.bn2.running_var"])
+    assert net.backbone.fc.out_features == 10
+
+
+def test_pretrained_inception_drops_the_auxiliary_head(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    path = tmp_path / "checkpoints" / "inception_v3_google-0cc3c7bd.pth"
+    path.parent.mkdir()
+    # torchvision's file includes the auxiliary classifier, which the estimator drops.
+    google = models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict()
+    assert any(k.startswith("AuxLogits.") for k in google)
+    torch.save(google, path)
+    net = PIREstimator("inception_v3", bins=10, pretrained=True)
+    torch.testing.assert_close(net.backbone.Mixed_7c.branch_pool.conv.weight,
+                               google["Mixed_7c.branch_pool.conv.weight"])
+    assert net.backbone.transform_input  # the Google weights expect inputs in [-1, 1]
+
+
+def test_small_cnn_has_no_pretrained_weights():
+    with pytest.raises(UsageError, match="pretrained=false"):
+        PIREstimator("small_cnn", pretrained=True)
