@@ -79,7 +79,8 @@ def test_unknown_group_option_names_the_choices():
 def test_command_line_errors_are_one_line(tmp_path):
     for args, expected in [
         (["trainer=tpu"], "trainer 'tpu' is unknown; choose one of: cpu, ddp, gpu"),
-        (["stage=fly"], "stage 'fly' is unknown; choose one of: pretrain, sample, collect, estimate"),
+        (["stage=fly"],
+         "stage 'fly' is unknown; choose one of: pretrain, sample, collect, estimate"),
         (["stage=sample", f"generator_ckpt={tmp_path / 'none.pt'}"], "does not exist"),
         (["data=imagefolder"], "data.root must be set; add data.root=<value>"),
         (["model.ema_decay=2"], "model.ema_decay=2 must lie in (0, 1)"),
