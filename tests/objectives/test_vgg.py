@@ -139,7 +139,7 @@ def test_build_objective_passes_the_vgg_settings(bank64, monkeypatch):
                         lambda **kwargs: built.append(kwargs) or bank64)
     objective = build_objective({"kind": "vgg", "layer": "pool2", "k": 5, "seed": 2,
                                  "filter": None, "weights": "random", "noise": "elsewhere"})
-    assert built == [{"weights": "random", "layers": ("pool2",)}]
+    assert built == [{"weights": "random", "layers": ("pool2",), "input_size": 224}]
     assert objective.filters == sample_filters(128, 5, seed=2)
     assert objective.describe() == {
         "name": "vgg_pool2_k5_s2", "kind": "vgg", "layer": "pool2",

@@ -65,7 +65,9 @@ def build_objective(spec: Mapping[str, Any]) -> nn.Module:
         return ColourObjective(colours=spec["colours"])
     # Unset or null keys take VGGObjective's defaults, so the defaults live in one place.
     optional = {
-        key: spec[key] for key in ("filter", "k", "seed", "weights") if spec.get(key) is not None
+        key: spec[key]
+        for key in ("filter", "k", "seed", "weights", "input_size")
+        if spec.get(key) is not None
     }
     return VGGObjective(layer=spec["layer"], **optional)
 

@@ -353,6 +353,8 @@ class VGGObjective(nn.Module):
             is given.
         bank: A feature bank to share between objectives; by default one
             computing only ``layer`` is built.
+        input_size: side VGG16 sees when the bank is built here (224, its
+            training size; smaller is cheaper and valid for the pool layers).
     """
 
     def __init__(
@@ -363,6 +365,7 @@ class VGGObjective(nn.Module):
         seed: int = 0,
         weights: str = "imagenet",
         bank: VGGFeatureBank | None = None,
+        input_size: int = 224,
     ) -> None:
         super().__init__()
         (self.layer,) = _check_layers((layer,), LAYERS)
@@ -386,7 +389,7 @@ class VGGObjective(nn.Module):
             self.name = vgg_name(layer, filter, k, seed)
         self.k = k
         if bank is None:
-            bank = VGGFeatureBank(weights=weights, layers=(layer,))
+            bank = VGGFeatureBank(weights=weights, layers=(layer,), input_size=input_size)
         elif bank.weights != weights:
             raise UsageError(
                 f"objective.weights={weights} but the shared bank uses weights={bank.weights}; "
