@@ -75,6 +75,21 @@ def _command_line() -> str:
     return " ".join(["pirtune-train", *sys.argv[1:]])
 
 
+def _already_done(stage: str, output: Path) -> bool:
+    """True (and says so) when a stage's final output exists: the stage is skipped."""
+    if output.exists():
+        log.info("%s: already done (%s); delete it to run the stage again", stage, output)
+        return True
+    return False
+
+
+def _require_positive(cfg: DictConfig, section: str, keys: tuple[str, ...]) -> None:
+    """Refuse counts below one, naming the setting."""
+    for key in keys:
+        if cfg[section][key] < 1:
+            raise UsageError(f"{section}.{key}={cfg[section][key]} must be at least 1")
+
+
 def _loggers(cfg: DictConfig) -> list:
     return [instantiate(spec) for spec in (cfg.get("logger") or {}).values()]
 
@@ -83,14 +98,10 @@ def pretrain(cfg: DictConfig) -> Path:
     """Train the ACGAN and write ``<run_dir>/generator.pt``; return its path."""
     run_dir = Path(cfg.run_dir)
     bundle_path = run_dir / BUNDLE_NAME
-    if bundle_path.exists() and cfg.ckpt_path is None:
-        log.info("pretrain: already done (%s); delete it or set run_dir to train again",
-                 bundle_path)
+    if cfg.ckpt_path is None and _already_done("pretrain", bundle_path):
         return bundle_path
+    _require_positive(cfg, "pretrain", ("iterations", "checkpoint_every", "sample_every"))
     settings = cfg.pretrain
-    for key in ("iterations", "checkpoint_every", "sample_every"):
-        if settings[key] < 1:
-            raise UsageError(f"pretrain.{key}={settings[key]} must be at least 1")
 
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # a bad folder fails here, before any training output
@@ -166,13 +177,10 @@ def draw(generator: torch.nn.Module, n: int, batch_size: int, seed: int
 def collect(cfg: DictConfig) -> Path:
     """Score generator samples with simulated users; write ``<run_dir>/pir_data``."""
     out = Path(cfg.pir_data)
-    if (out / "pir.csv").exists():
-        log.info("collect: already done (%s); delete it to collect again", out)
+    if _already_done("collect", out / "pir.csv"):
         return out
+    _require_positive(cfg, "collect", ("num_images", "impressions", "batch_size"))
     settings = cfg.collect
-    for key in ("num_images", "impressions", "batch_size"):
-        if settings[key] < 1:
-            raise UsageError(f"collect.{key}={settings[key]} must be at least 1")
     objective = build_objective(cfg.objective)
     generator, _, meta = load_bundle(cfg.generator_ckpt)
     images, classes, z = draw(generator, settings.num_images, settings.batch_size, settings.seed)
@@ -198,9 +206,9 @@ def estimate(cfg: DictConfig) -> Path:
     """Fit the PIR estimator on ``cfg.pir_data``; write ``estimator.pt`` and its report."""
     run_dir = Path(cfg.run_dir)
     out = run_dir / ESTIMATOR_NAME
-    if out.exists():
-        log.info("estimate: already done (%s); delete it to fit again", out)
+    if _already_done("estimate", out):
         return out
+    _require_positive(cfg, "estimator", ("epochs", "batch_size"))
     settings = cfg.estimator
     if not (Path(cfg.pir_data) / "pir.csv").is_file():
         raise UsageError(f"no PIR dataset at {cfg.pir_data}; run stage=collect first, or "
