@@ -12,6 +12,7 @@ import torch
 from pirtune import pipeline
 from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
+from pirtune.estimator.module import load_estimator
 from pirtune.objectives import ColourObjective
 
 
@@ -67,6 +68,17 @@ def test_estimate_writes_estimator_and_report(make_cfg, tiny_generator):
     assert report["n"] == 8  # the held-out fifth of 40
     assert 0 <= report["mae"] <= 1 and report["spearman_true"] is not None
     assert (out.parent / "estimator_ckpt" / "last.ckpt").is_file()
+    # The saved estimator comes back frozen, at its temperature, scoring as before.
+    frozen = load_estimator(out)
+    assert frozen.temperature == 0.01
+    assert not any(p.requires_grad for p in frozen.parameters())
+    records = read_pir_dataset(cfg.pir_data)
+    images = records.images[:8].float() / 255
+    estimates = frozen(images)
+    assert estimates.shape == (8,) and ((estimates >= 0) & (estimates <= 1)).all()
+    torch.testing.assert_close(load_estimator(out)(images), estimates)
+    with pytest.raises(UsageError, match="not a pirtune estimator"):
+        load_estimator(cfg.pir_data + "/latents.pt")
 
 
 def test_loop_stages_share_a_run_named_after_the_objective(make_cfg):

@@ -45,7 +45,7 @@ from torchvision.utils import save_image
 from pirtune.data.impressions import simulate_clicks
 from pirtune.data.pir_dataset import PIRDataModule, write_pir_dataset
 from pirtune.errors import UsageError
-from pirtune.estimator.module import PIREstimatorModule, evaluate_estimator
+from pirtune.estimator.module import PIREstimatorModule, evaluate_estimator, save_estimator
 from pirtune.models.acgan import (
     STEPS_PER_ITERATION,
     ACGANModule,
@@ -236,11 +236,8 @@ def estimate(cfg: DictConfig) -> Path:
         log.warning("estimate: %s", warning)
     (run_dir / "estimator_report.json").write_text(
         json.dumps(dataclasses.asdict(report), indent=2) + "\n")
-    tmp = out.with_suffix(".tmp")
-    torch.save({"format": "pirtune-estimator/1", "state_dict": module.network.state_dict(),
-                "network": OmegaConf.to_container(settings.network, resolve=True),
-                "temperature": settings.temperature, "report": dataclasses.asdict(report)}, tmp)
-    tmp.replace(out)
+    save_estimator(module, OmegaConf.to_container(settings.network, resolve=True),
+                   settings.temperature, out, report=dataclasses.asdict(report))
     log.info("estimate: %s on %d held-out images: MAE %.4f, Spearman %.3f (observed), %s (true); "
              "zero share %.2f -> %s", settings.network.backbone, report.n, report.mae,
              report.spearman_observed,

@@ -16,10 +16,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from scipy import stats
 from torch import nn
 from torchmetrics import MeanAbsoluteError, SpearmanCorrCoef
@@ -243,3 +246,33 @@ def evaluate_estimator(
         mean_observed=float(observed.mean()),
         warnings=tuple(found),
     )
+
+
+ESTIMATOR_FORMAT = "pirtune-estimator/1"
+
+
+def save_estimator(module: PIREstimatorModule, network_cfg: dict[str, Any], temperature: float,
+                   path: Path, **extra: Any) -> Path:
+    """Write the trained network, the config that builds it and its use temperature.
+
+    Written to a temporary file and renamed: a crash never leaves half a file.
+    """
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": ESTIMATOR_FORMAT, "state_dict": module.network.state_dict(),
+                "network": network_cfg, "temperature": temperature, **extra}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_estimator(path: str | Path) -> FrozenPIREstimator:
+    """The frozen estimator saved by ``save_estimator``, at its saved temperature."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"estimator {path} does not exist; run stage=estimate first")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(saved, dict) or saved.get("format") != ESTIMATOR_FORMAT:
+        raise UsageError(f"{path} is not a pirtune estimator; give the estimator.pt that "
+                         "stage=estimate writes")
+    network = instantiate(saved["network"])
+    network.load_state_dict(saved["state_dict"])
+    return FrozenPIREstimator(network, saved["temperature"])
