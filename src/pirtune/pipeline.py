@@ -90,8 +90,27 @@ def _require_positive(cfg: DictConfig, section: str, keys: tuple[str, ...]) -> N
             raise UsageError(f"{section}.{key}={cfg[section][key]} must be at least 1")
 
 
-def _loggers(cfg: DictConfig) -> list:
-    return [instantiate(spec) for spec in (cfg.get("logger") or {}).values()]
+def _trainer(cfg: DictConfig, callbacks: list[L.Callback], **limits) -> L.Trainer:
+    """The configured Trainer with the stage's callbacks, loggers and progress bar."""
+    if cfg.progress:
+        callbacks = [*callbacks, RichProgressBar()]
+    loggers = [instantiate(spec) for spec in (cfg.get("logger") or {}).values()]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+                       enable_progress_bar=bool(cfg.progress), **limits)
+
+
+def _resume_path(stage: str, checkpoints: Path, explicit: str | None = None) -> str | None:
+    """The checkpoint a stage resumes from: ``explicit``, else its own last.ckpt if any."""
+    if explicit is not None:
+        if not Path(explicit).is_file():
+            raise UsageError(f"ckpt_path {explicit} does not exist; give a .ckpt from a "
+                             "run's checkpoints/ folder, or leave it unset")
+        return explicit
+    last = checkpoints / "last.ckpt"
+    if last.is_file():
+        log.info("%s: resuming from %s", stage, last)
+        return str(last)
+    return None
 
 
 def pretrain(cfg: DictConfig) -> Path:
@@ -115,22 +134,8 @@ def pretrain(cfg: DictConfig) -> Path:
         SampleGridCallback(run_dir / "samples", settings.sample_every, settings.sample_per_class,
                            seed=cfg.seed),
     ]
-    if cfg.progress:
-        callbacks.append(RichProgressBar())
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        max_steps=STEPS_PER_ITERATION * settings.iterations,
-        callbacks=callbacks,
-        logger=_loggers(cfg),
-        enable_progress_bar=bool(cfg.progress),
-    )
-    ckpt_path = cfg.ckpt_path
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise UsageError(f"ckpt_path {ckpt_path} does not exist; give a .ckpt from a "
-                         "run's checkpoints/ folder, or leave it unset")
-    if ckpt_path is None and (checkpoints / "last.ckpt").is_file():
-        ckpt_path = str(checkpoints / "last.ckpt")
-        log.info("pretrain: resuming from %s", ckpt_path)
+    ckpt_path = _resume_path("pretrain", checkpoints, cfg.ckpt_path)
+    trainer = _trainer(cfg, callbacks, max_steps=STEPS_PER_ITERATION * settings.iterations)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     if trainer.is_global_zero:
@@ -219,14 +224,10 @@ def estimate(cfg: DictConfig) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = PIREstimatorModule(instantiate(settings.network), instantiate(settings.optimizer))
     checkpoints = run_dir / "estimator_ckpt"
-    callbacks: list[L.Callback] = [ModelCheckpoint(dirpath=checkpoints, save_last=True,
-                                                   save_top_k=0)]
-    if cfg.progress:
-        callbacks.append(RichProgressBar())
-    trainer: L.Trainer = instantiate(cfg.trainer, max_epochs=settings.epochs, callbacks=callbacks,
-                                     logger=_loggers(cfg), enable_progress_bar=bool(cfg.progress))
-    last = checkpoints / "last.ckpt"
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    ckpt_path = _resume_path("estimate", checkpoints)
+    trainer = _trainer(cfg, [ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0)],
+                       max_epochs=settings.epochs)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if not trainer.is_global_zero:
         return out
 

@@ -130,3 +130,9 @@ def test_bad_ema_decay_is_refused(make_cfg):
         instantiate(make_cfg("model.ema_decay=1.5").model)
     assert isinstance(info.value.__cause__, UsageError)
     assert "model.ema_decay=1.5 must lie in (0, 1)" in str(info.value.__cause__)
+
+
+def test_missing_resume_checkpoint_is_named(make_cfg, tmp_path):
+    missing = tmp_path / "nope.ckpt"
+    with pytest.raises(UsageError, match=f"ckpt_path {missing} does not exist"):
+        pipeline.pretrain(make_cfg(f"ckpt_path={missing}"))
