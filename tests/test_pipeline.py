@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from pirtune import pipeline
 from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.estimator.module import load_estimator
+from pirtune.estimator.network import expected_pir
 from pirtune.objectives import ColourObjective
 
 
@@ -68,7 +70,8 @@ def test_estimate_writes_estimator_and_report(make_cfg, tiny_generator):
     assert report["n"] == 8  # the held-out fifth of 40
     assert 0 <= report["mae"] <= 1 and report["spearman_true"] is not None
     assert (out.parent / "estimator_ckpt" / "last.ckpt").is_file()
-    # The saved estimator comes back frozen, at its temperature, scoring as before.
+    # The saved estimator comes back frozen, at its temperature, scoring as the
+    # trained network does: rebuilt independently from the Lightning checkpoint.
     frozen = load_estimator(out)
     assert frozen.temperature == 0.01
     assert not any(p.requires_grad for p in frozen.parameters())
@@ -76,7 +79,14 @@ def test_estimate_writes_estimator_and_report(make_cfg, tiny_generator):
     images = records.images[:8].float() / 255
     estimates = frozen(images)
     assert estimates.shape == (8,) and ((estimates >= 0) & (estimates <= 1)).all()
-    torch.testing.assert_close(load_estimator(out)(images), estimates)
+    trained = instantiate(cfg.estimator.network)
+    last = torch.load(out.parent / "estimator_ckpt" / "last.ckpt", weights_only=False)
+    trained.load_state_dict({k.removeprefix("network."): v for k, v in last["state_dict"].items()
+                             if k.startswith("network.")})
+    trained.eval()
+    with torch.no_grad():
+        expected = expected_pir(trained(images), temperature=0.01)
+    torch.testing.assert_close(estimates, expected)
     with pytest.raises(UsageError, match="not a pirtune estimator"):
         load_estimator(cfg.pir_data + "/latents.pt")
 

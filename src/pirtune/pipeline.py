@@ -52,6 +52,7 @@ from pirtune.models.acgan import (
     SampleGridCallback,
     class_grid,
     load_bundle,
+    render,
     save_bundle,
 )
 from pirtune.objectives import build_objective
@@ -166,19 +167,6 @@ def sample(cfg: DictConfig) -> Path:
     return out
 
 
-@torch.no_grad()
-def draw(generator: torch.nn.Module, n: int, batch_size: int, seed: int
-         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """n seeded samples of an eval-mode generator: (images [n, 3, R, R] in [0, 1], classes, z)."""
-    rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, generator.latent_dim, generator=rng)
-    classes = torch.randint(generator.num_classes, (n,), generator=rng)
-    generator.eval()
-    images = torch.cat([generator(z[i:i + batch_size], classes[i:i + batch_size])
-                        for i in range(0, n, batch_size)])
-    return (images.clamp(-1, 1) + 1) / 2, classes, z
-
-
 def collect(cfg: DictConfig) -> Path:
     """Score generator samples with simulated users; write ``<run_dir>/pir_data``."""
     out = Path(cfg.pir_data)
@@ -188,7 +176,10 @@ def collect(cfg: DictConfig) -> Path:
     settings = cfg.collect
     objective = build_objective(cfg.objective)
     generator, _, meta = load_bundle(cfg.generator_ckpt)
-    images, classes, z = draw(generator, settings.num_images, settings.batch_size, settings.seed)
+    rng = torch.Generator().manual_seed(settings.seed)
+    z = torch.randn(settings.num_images, generator.latent_dim, generator=rng)
+    classes = torch.randint(generator.num_classes, (settings.num_images,), generator=rng)
+    images = render(generator, z, classes, settings.batch_size)
     true_pir = torch.cat([objective(images[i:i + settings.batch_size])
                           for i in range(0, len(images), settings.batch_size)])
     clicks = simulate_clicks(true_pir, settings.impressions,

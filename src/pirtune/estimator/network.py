@@ -13,21 +13,17 @@ from the local torch hub cache; nothing is downloaded.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
 from pirtune.errors import UsageError
+from pirtune.pretrained import IMAGENET_MEAN, IMAGENET_STD, hub_cache_path
 
 BACKBONES = ("small_cnn", "resnet18", "inception_v3")
 PAPER_BINS = 100  # C.3
 INCEPTION_SIZE = 299
-# torchvision's ImageNet statistics, which its pretrained weights expect.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # PIR units. A ratio k/n stored as float32 can sit ~1e-8 below the edge k/n is on;
 # this nudge puts it back in its own bin (only PIRs within 1e-6 of an edge move).
 _EDGE_TOLERANCE = 1e-6
@@ -97,7 +93,7 @@ class SmallCNN(nn.Sequential):
 
 def _hub_weights(url: str, backbone: str) -> dict[str, torch.Tensor]:
     """Loads torchvision weights from the local hub cache, never from the network."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    path = hub_cache_path(url)
     if not path.is_file():
         raise UsageError(
             f"estimator.pretrained=true needs the ImageNet weights of {backbone} at {path} "

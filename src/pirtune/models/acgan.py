@@ -206,23 +206,34 @@ class ACGANModule(L.LightningModule):
         }
 
 
-def class_grid(
-    generator: nn.Module, per_class: int, seed: int = 0, device: torch.device | str = "cpu"
-) -> torch.Tensor:
+@torch.no_grad()
+def render(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor,
+           batch_size: int = 256) -> torch.Tensor:
+    """Images in [0, 1] [N, 3, R, R] for latents z [N, latent] and classes [N].
+
+    Runs in eval mode (batch norm uses its running statistics), in batches, on
+    the generator's device, and restores the generator's mode afterwards.
+    """
+    device = next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    images = torch.cat([
+        generator(z[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).float()
+        for i in range(0, len(z), batch_size)
+    ])
+    generator.train(was_training)
+    return (images.clamp(-1, 1) + 1) / 2
+
+
+def class_grid(generator: nn.Module, per_class: int, seed: int = 0) -> torch.Tensor:
     """``per_class`` samples of every class from fixed seeded latents, class by class.
 
-    Returns images [C·per_class, 3, R, R] in [0, 1]; the generator is put in eval mode
-    for the call and restored afterwards.
+    Returns images [C·per_class, 3, R, R] in [0, 1] (see ``render``).
     """
     rng = torch.Generator().manual_seed(seed)
     z = torch.randn(per_class * generator.num_classes, generator.latent_dim, generator=rng)
     labels = torch.arange(generator.num_classes).repeat_interleave(per_class)
-    was_training = generator.training
-    generator.eval()
-    with torch.no_grad():
-        images = generator(z.to(device), labels.to(device)).float()
-    generator.train(was_training)
-    return (images.clamp(-1, 1) + 1) / 2
+    return render(generator, z, labels)
 
 
 class SampleGridCallback(L.Callback):
@@ -243,7 +254,7 @@ class SampleGridCallback(L.Callback):
     def _save(self, trainer: L.Trainer, module: ACGANModule) -> Path | None:
         if not trainer.is_global_zero:
             return None
-        images = class_grid(module.sampler, self.per_class, self.seed, module.device)
+        images = class_grid(module.sampler, self.per_class, self.seed)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / f"iter_{module.iteration:07d}.png"
         save_image(images, path, nrow=self.nrow, padding=1)

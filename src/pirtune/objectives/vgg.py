@@ -56,6 +56,7 @@ from torch import nn
 from torchvision.models import VGG16_Weights, vgg16
 
 from pirtune.errors import UsageError
+from pirtune.pretrained import IMAGENET_MEAN, IMAGENET_STD, hub_cache_path
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,6 @@ LAYER_SIZES: dict[str, int] = {
 LAYERS: tuple[str, ...] = tuple(LAYER_SIZES)
 WEIGHTS: tuple[str, ...] = ("imagenet", "random")
 
-# The input statistics torchvision's ImageNet weights were trained with.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 # torchvision's vgg16 classifier is Linear, ReLU, Dropout, Linear, ReLU, Dropout,
 # Linear: fc6 and fc7 are read after their ReLU, fc8 is the last Linear.
 _CLASSIFIER_TAPS = {1: "fc6", 4: "fc7", 6: "fc8"}
@@ -89,7 +86,7 @@ _FETCH_COMMAND = (
 
 def imagenet_cache_path() -> Path:
     """Where torchvision caches the ImageNet VGG16 weights (follows ``TORCH_HOME``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(_IMAGENET.url).name
+    return hub_cache_path(_IMAGENET.url)
 
 
 def fetch_imagenet_state_dict() -> dict[str, torch.Tensor]:
