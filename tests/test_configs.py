@@ -56,8 +56,9 @@ def test_trainer_options_compose(make_cfg, trainer):
 def test_ddp_runs_on_two_cpu_processes(make_cfg, tmp_path):
     # A subprocess, because DDP spawns workers that re-run the command line.
     result = subprocess.run(
-        [sys.executable, "-m", "pirtune.train", "trainer=ddp", "trainer.accelerator=cpu",
-         "trainer.devices=2", "trainer.precision=32-true", f"run_dir={tmp_path / 'ddp'}",
+        [sys.executable, "-m", "pirtune.train", "stage=pretrain", "trainer=ddp",
+         "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
+         f"run_dir={tmp_path / 'ddp'}",
          "pretrain.iterations=2", "data.resolution=16", "data.num_images=32",
          "data.batch_size=4", "data.cache_dir=null", "model.generator.width=0.125",
          "model.discriminator.width=0.125", "logger=csv", "progress=false"],
@@ -80,11 +81,13 @@ def test_command_line_errors_are_one_line(tmp_path):
     for args, expected in [
         (["trainer=tpu"], "trainer 'tpu' is unknown; choose one of: cpu, ddp, gpu"),
         (["stage=fly"],
-         "stage 'fly' is unknown; choose one of: pretrain, sample, collect, estimate"),
+         "stage 'fly' is unknown; choose one of: loop, pretrain, sample, collect, estimate, "
+         "tune, evaluate"),
         (["stage=sample", f"generator_ckpt={tmp_path / 'none.pt'}"], "does not exist"),
-        (["data=imagefolder"], "data.root must be set; add data.root=<value>"),
-        (["model.ema_decay=2"], "model.ema_decay=2 must lie in (0, 1)"),
-        (["data=imagefolder", f"data.root={tmp_path / 'nowhere'}", "pretrain.iterations=1"],
+        (["stage=pretrain", "data=imagefolder"], "data.root must be set; add data.root=<value>"),
+        (["stage=pretrain", "model.ema_decay=2"], "model.ema_decay=2 must lie in (0, 1)"),
+        (["stage=pretrain", "data=imagefolder", f"data.root={tmp_path / 'nowhere'}",
+          "pretrain.iterations=1"],
          f"image folder {tmp_path / 'nowhere'} does not exist"),
     ]:
         result = subprocess.run(

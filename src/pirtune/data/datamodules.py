@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -151,7 +152,8 @@ class LandscapeDataModule(L.LightningDataModule):
             images = images.round().to(torch.uint8)
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".tmp")
+                # A per-process name: parallel sweep jobs may render the same set at once.
+                tmp = cache.with_suffix(f".{os.getpid()}.tmp")
                 torch.save((images, labels), tmp)
                 tmp.replace(cache)
         return TensorDataset(images, labels)

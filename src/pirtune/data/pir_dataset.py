@@ -20,6 +20,7 @@ to the estimator (``pirtune.estimator``).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -550,21 +551,25 @@ class PIRDataModule(L.LightningDataModule):
     [0, 1] on the training device, so the dataset stays in memory as uint8.
 
     Args:
-        root: the PIR dataset directory (``read_pir_dataset``).
+        root: the PIR dataset directory (``read_pir_dataset``), or several, joined
+            with ``concat_records`` (e.g. every round's samples, PIR paper A.3).
         val_fraction: share held out for validation, in [0, 1).
         batch_size: images per batch.
         seed: seed of the train/validation split.
         num_workers: DataLoader workers.
     """
 
-    def __init__(self, root: str, val_fraction: float = 0.2, batch_size: int = 64,
+    def __init__(self, root: str | Sequence[str], val_fraction: float = 0.2, batch_size: int = 64,
                  seed: int = 0, num_workers: int = 0) -> None:
         super().__init__()
         if batch_size < 1:
             raise UsageError(f"batch_size={batch_size} must be at least 1")
         if not 0.0 <= val_fraction < 1.0:
             raise UsageError(f"val_fraction={val_fraction} must be in [0, 1)")
-        self.root = Path(root).expanduser()
+        roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
+        if not roots:
+            raise UsageError("no PIR dataset given; pass at least one dataset directory")
+        self.roots = [Path(r).expanduser() for r in roots]
         self.val_fraction = val_fraction
         self.batch_size = batch_size
         self.seed = seed
@@ -577,7 +582,7 @@ class PIRDataModule(L.LightningDataModule):
         """Reads the directory and splits it (once)."""
         if self.records is not None:
             return
-        self.records = read_pir_dataset(self.root)
+        self.records = functools.reduce(concat_records, map(read_pir_dataset, self.roots))
         train, val = split_indices(len(self.records), self.val_fraction, self.seed)
         self.train_records = self.records.subset(train)
         self.val_records = self.records.subset(val)

@@ -56,6 +56,8 @@ class ACGANModule(L.LightningModule):
             (``"reduce-overhead"`` captures CUDA graphs: the GPU fast path).
     """
 
+    log_prefix = "pretrain/train"  # metric names: <log_prefix>/d_loss, ...
+
     def __init__(
         self,
         generator: nn.Module,
@@ -156,7 +158,7 @@ class ACGANModule(L.LightningModule):
         if log:
             # Both updates are done, so `iteration` already counts this one.
             metrics = {**d_metrics, **g_metrics, "iteration": float(self.iteration)}
-            self.log_dict({f"pretrain/train/{k}": v for k, v in metrics.items()},
+            self.log_dict({f"{self.log_prefix}/{k}": v for k, v in metrics.items()},
                           on_step=True, on_epoch=False)
 
     def _discriminator_update(
@@ -189,21 +191,24 @@ class ACGANModule(L.LightningModule):
         _, g_opt = self.optimizers()
         # Freezing D for this update spares computing its gradients (and leaves them untouched).
         self.toggle_optimizer(g_opt)
-        fake_source, fake_class_logits = self._run(self.discriminator, fake)
-        loss = generator_loss(fake_source, fake_class_logits, fake_labels, self.w_fake_class)
+        loss, parts = self._generator_objective(fake, fake_labels)
         g_opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss.total)
+        self.manual_backward(loss)
         g_opt.step()
         self.untoggle_optimizer(g_opt)
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
         if not log:
             return {}
-        return {
-            "g_loss": loss.total.detach(),
-            "g_fools": loss.fools.detach(),
-            "g_fake_class": loss.fake_class.detach(),
-        }
+        return {"g_loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+
+    def _generator_objective(
+        self, fake: torch.Tensor, fake_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator's loss on ``fake`` and its logged parts (C.1)."""
+        fake_source, fake_class_logits = self._run(self.discriminator, fake)
+        loss = generator_loss(fake_source, fake_class_logits, fake_labels, self.w_fake_class)
+        return loss.total, {"g_fools": loss.fools, "g_fake_class": loss.fake_class}
 
 
 @torch.no_grad()
