@@ -12,11 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-# Pre-trains the CPU generator only when no checkpoint is present, then draws from it.
+# The PIR loop on the default objective (color_blue) from the shipped CPU generator:
+# collect → estimate → tune → evaluate, then runs/cpu-color_blue/report.md.
+# Pre-trains the generator first only when no checkpoint is present.
 run: $(STAMP)
 	test -f $(CHECKPOINT) || ( $(BIN)/pirtune-train stage=pretrain && \
 	    $(BIN)/python scripts/ship_generator.py runs/cpu-pretrain/generator.pt $(CHECKPOINT) )
-	$(BIN)/pirtune-train stage=sample
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/pirtune-train progress=false
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -41,3 +41,9 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
             )
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """The TINY overrides, for tests that compose or launch outside ``make_cfg``."""
+    return list(TINY)

@@ -107,6 +107,8 @@ warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual opt
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # The frozen PIR estimator stays in eval mode inside the tuning module on purpose.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+# A GAN stage resumed mid-epoch draws a fresh shuffle of the scenes, which is harmless.
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
 
 BUNDLE_NAME = "generator.pt"
 ESTIMATOR_NAME = "estimator.pt"

@@ -1,0 +1,162 @@
+"""The whole PIR loop on a tiny generator: rounds, files, the report, resuming, sweeps."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pirtune import pipeline
+from pirtune.data.pir_dataset import read_pir_dataset
+from pirtune.errors import UsageError
+from pirtune.evaluation import load_evaluations
+from pirtune.models.acgan import load_bundle
+from pirtune.report import HEADINGS
+from pirtune.train import CONFIG_DIR
+
+SECTIONS = list(HEADINGS.values())
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory, tiny_overrides) -> Path:
+    run = tmp_path_factory.mktemp("gan")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train",
+                      overrides=[f"run_dir={run}", *tiny_overrides, "stage=pretrain",
+                                 "pretrain.iterations=2"])
+    return pipeline.pretrain(cfg)
+
+
+def loop_settings(generator: Path) -> list[str]:
+    """A loop of seconds: few images, one estimator epoch, three tuning steps."""
+    return [f"generator_ckpt={generator}", "collect.num_images=24", "collect.impressions=50",
+            "collect.batch_size=12", "estimator.epochs=1", "estimator.batch_size=8",
+            "tune.steps=3", "tune.checkpoint_every=1", "evaluate.num_samples=16",
+            "evaluate.batch_size=8"]
+
+
+def test_two_rounds_write_every_file_and_a_full_report(make_cfg, tiny_generator, capsys):
+    cfg = make_cfg("objective=color_red", "iterations=2", *loop_settings(tiny_generator))
+    assert cfg.stage == "loop"
+    report = pipeline.run(cfg)
+    run = Path(cfg.run_dir)
+    assert report == run / "report.md"
+    assert f"report written to {report}" in capsys.readouterr().out
+
+    for folder in (run, run / "round2"):
+        for name in ("pir_data/pir.csv", "estimator.pt", "tuned.pt", "evaluation.json",
+                     "eval_before.png", "eval_after.png", "tune_ckpt/last.ckpt"):
+            assert (folder / name).is_file(), folder / name
+    evaluations = {e.round: e for _, e in load_evaluations(run)}
+    assert sorted(evaluations) == [1, 2]
+    first, second = evaluations[1], evaluations[2]
+    assert first.objective["name"] == "color_red" and first.scale == "cpu"
+    assert first.change.n_before == first.change.n_after == 16
+    # Both rounds are judged against the untuned generator, with the same fresh latents.
+    assert first.generator_before == second.generator_before == str(tiny_generator)
+    assert first.change.mean_before == second.change.mean_before
+    saved = json.loads((run / "evaluation.json").read_text())
+    assert saved["change"]["welch"]["p"] == first.change.welch.p
+    assert saved["tuning"]["steps"] == 3
+
+    # Round 2 collected from round 1's tuned generator, and its estimator learned
+    # from both rounds' images.
+    new = read_pir_dataset(run / "round2" / "pir_data")
+    assert new.meta["generator_ckpt"] == str(run / "tuned.pt")
+    assert new.image_ids[0] == "r2_000000"
+    assert second.training_set.n == 48 and first.training_set.n == 24
+    _, _, meta = load_bundle(run / "round2" / "tuned.pt")
+    assert meta["provenance"]["tuned_from"] == str(run / "tuned.pt")
+    assert meta["iteration"] == 3
+
+    text = report.read_text()
+    positions = [text.index(heading) for heading in SECTIONS]
+    assert positions == sorted(positions)
+    assert (run / "report" / "fig6_iterations.png").is_file()
+    assert text.count("| color_red | colour / 1 colour |") == 2  # a table row per round
+    # The tuning logged the estimated PIR, and the evaluation its figures.
+    metrics = (run / "logs").rglob("metrics.csv")
+    header = "".join(path.read_text().splitlines()[0] for path in metrics)
+    assert "tune/train/estimated_pir" in header and "tune/eval/welch_p" in header
+
+
+class _Crash(L.Callback):
+    """Stops the first tuning run after ``at`` steps, as a killed job would."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.__class__.__name__ == "PIRTuningModule" and pl_module.iteration == self.at:
+            raise RuntimeError("killed")
+
+
+def test_an_interrupted_loop_resumes_where_it_stopped(make_cfg, tiny_generator, monkeypatch,
+                                                       caplog):
+    cfg = make_cfg("objective=color_green", *loop_settings(tiny_generator), "tune.steps=4")
+    real_trainer = pipeline._trainer
+    monkeypatch.setattr(pipeline, "_trainer",
+                        lambda cfg, callbacks, **kw: real_trainer(cfg, [*callbacks, _Crash(2)],
+                                                                  **kw))
+    with pytest.raises(RuntimeError, match="killed"):
+        pipeline.run(cfg)
+    run = Path(cfg.run_dir)
+    assert (run / "estimator.pt").is_file() and (run / "tune_ckpt" / "last.ckpt").is_file()
+    assert not (run / "tuned.pt").exists() and not (run / "evaluation.json").exists()
+    estimator_stamp = (run / "estimator.pt").stat().st_mtime_ns
+
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="pirtune.pipeline"):
+        pipeline.run(cfg)
+    messages = caplog.text
+    assert "collect: already done" in messages and "estimate: already done" in messages
+    assert "tune: resuming from" in messages
+    assert (run / "estimator.pt").stat().st_mtime_ns == estimator_stamp
+    _, _, meta = load_bundle(run / "tuned.pt")
+    assert meta["iteration"] == 4  # two steps before the crash, two after
+    assert (run / "evaluation.json").is_file() and (run / "report.md").is_file()
+
+
+def test_single_stages_and_their_order(make_cfg, tiny_generator):
+    cfg = make_cfg("stage=tune", "objective=color_blue", *loop_settings(tiny_generator))
+    with pytest.raises(UsageError, match="run stage=estimate first"):
+        pipeline.run(cfg)
+    with pytest.raises(UsageError, match="run stage=tune first"):
+        pipeline.evaluate(cfg)
+    with pytest.raises(UsageError, match="round=0 must be at least 1"):
+        pipeline.collect(make_cfg("round=0", *loop_settings(tiny_generator)))
+    for stage in ("collect", "estimate", "tune"):
+        pipeline.STAGES[stage](cfg)
+    evaluation = Path(cfg.run_dir) / "evaluation.json"
+    evaluation.unlink()  # tuning evaluated; the stage alone writes it again
+    pipeline.evaluate(cfg)
+    assert json.loads(evaluation.read_text())["round"] == 1
+
+
+def test_a_sweep_over_two_objectives_writes_two_runs_and_one_report(tiny_generator, tmp_path,
+                                                                     tiny_overrides):
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "pirtune.train", "-m", "hydra/launcher=local",
+         "objective=color_red,color_blue", f"run_dir={tmp_path}/runs/${{name}}",
+         f"hydra.sweep.dir={sweep}", *tiny_overrides, *loop_settings(tiny_generator)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["cpu-color_blue", "cpu-color_red"]
+    for name in runs:
+        assert (tmp_path / "runs" / name / "evaluation.json").is_file()
+    # Each job folder links its run; the sweep's report covers both runs.
+    assert sorted((sweep / job / "run").resolve().name for job in ("0", "1")) == runs
+    text = (sweep / "report.md").read_text()
+    assert "| color_red |" in text and "| color_blue |" in text
+    assert all(heading in text for heading in SECTIONS)
