@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	test -f $(CHECKPOINT) || ( $(BIN)/pirtune-train stage=pretrain && \
 	    $(BIN)/python scripts/ship_generator.py runs/cpu-pretrain/generator.pt $(CHECKPOINT) )
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/pirtune-train progress=false
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/pirtune-train
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

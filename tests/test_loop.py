@@ -160,3 +160,21 @@ def test_a_sweep_over_two_objectives_writes_two_runs_and_one_report(tiny_generat
     text = (sweep / "report.md").read_text()
     assert "| color_red |" in text and "| color_blue |" in text
     assert all(heading in text for heading in SECTIONS)
+
+
+def test_the_loop_runs_under_ddp_on_two_cpu_processes(tiny_generator, tmp_path, tiny_overrides):
+    # A subprocess, because DDP's extra process re-runs the command line.
+    run = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "pirtune.train", "trainer=ddp", "trainer.accelerator=cpu",
+         "trainer.devices=2", "trainer.precision=32-true", f"run_dir={run}", *tiny_overrides,
+         *loop_settings(tiny_generator)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, _, meta = load_bundle(run / "tuned.pt")
+    assert meta["iteration"] == 3
+    [(_, evaluation)] = load_evaluations(run)
+    assert evaluation.change.n_after == 16
+    assert (run / "report.md").is_file()

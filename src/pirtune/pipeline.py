@@ -46,6 +46,7 @@ directory ``runs/<scale>-<objective name>``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -63,6 +64,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
@@ -169,6 +171,11 @@ def _command_line() -> str:
     if HydraConfig.initialized():
         return " ".join(["pirtune-train", *HydraConfig.get().overrides.task])
     return " ".join(["pirtune-train", *sys.argv[1:]])
+
+
+def _rank_zero() -> bool:
+    """False in the extra processes DDP launches (they re-run the command line)."""
+    return rank_zero_only.rank == 0
 
 
 def _already_done(stage: str, output: Path) -> bool:
@@ -414,8 +421,8 @@ def evaluate(cfg: DictConfig, rnd: Round | None = None) -> Path:
     """Write the round's ``evaluation.json`` unless tuning already did; log it."""
     rnd = _round(cfg, rnd)
     out = rnd.dir / EVALUATION_NAME
-    if _already_done("evaluate", out):
-        return out
+    if not _rank_zero() or _already_done("evaluate", out):
+        return out  # under DDP, rank 0 evaluates once tuning has ended
     tuned = rnd.dir / TUNED_NAME
     if not tuned.is_file():
         raise UsageError(f"no tuned generator at {tuned}; run stage=tune first")
@@ -432,6 +439,9 @@ def loop(cfg: DictConfig) -> Path:
     for rnd in rounds(cfg):
         for stage in (collect, estimate, tune, evaluate):
             stage(cfg, rnd)
+    report = Path(cfg.run_dir) / "report.md"
+    if not _rank_zero():
+        return report
     report = write_report(cfg.run_dir)
     print(f"report written to {report}")
     return report
@@ -447,7 +457,7 @@ def _link_sweep_job(cfg: DictConfig) -> None:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
     link = Path(HydraConfig.get().runtime.output_dir) / "run"
-    if not link.is_symlink():
+    with contextlib.suppress(FileExistsError):  # a re-run, or another DDP process, made it
         link.symlink_to(Path(cfg.run_dir).resolve(), target_is_directory=True)
 
 
