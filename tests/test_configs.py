@@ -41,6 +41,20 @@ def test_paper_experiment_is_the_paper():
     assert (m.d_optimizer._target_, m.d_optimizer.lr) == ("torch.optim.RMSprop", 1e-5)
     assert (m.w_fake_class, m.w_real_class) == (1.5, 1.0)
     assert cfg.data.resolution == 64 and cfg.pretrain.iterations == 1_100_000
+    # Section 2.4: w_PIR 1000, lr 1e-6, 50,000 steps; section 4: 1000 samples, α 0.001.
+    assert (cfg.tune.w_pir, cfg.tune.lr, cfg.tune.steps) == (1000, 1e-6, 50_000)
+    assert (cfg.evaluate.num_samples, cfg.evaluate.alpha) == (1000, 0.001)
+    assert cfg.estimator.temperature == 0.01 and cfg.stage == "loop"
+
+
+def test_a_sweep_config_composes_with_the_report_callback():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hydra/launcher=local"],
+                      return_hydra_config=True)
+    assert cfg.hydra.callbacks.report._target_ == "pirtune.report.SweepReport"
+    assert cfg.tune.steps == 400 and cfg.tune.lr == 5e-5  # the CPU-sized default
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
