@@ -375,7 +375,10 @@ def _number(value: float, digits: int = 3) -> str:
 
 
 def _p(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.2e}"
+    if math.isnan(value):
+        return "n/a"
+    # Below the smallest double, scipy's p underflows to exactly 0.
+    return "< 1e-300" if value == 0 else f"{value:.2e}"
 
 
 def _link(root: Path, path: Path) -> str:
@@ -393,6 +396,8 @@ def _header(entries: Sequence[Entry]) -> list[str]:
     weights = _distinct(e.objective.get("weights") for e in evaluations
                         if e.objective.get("kind") == "vgg")
     weight_words = {"imagenet": "ImageNet", "random": "random (untrained)"}
+    sizes = _distinct(e.objective.get("input_size") for e in evaluations
+                      if e.objective.get("kind") == "vgg")
     rounds = _distinct(e.round for e in evaluations)
     objectives = {_objective_key(entry) for entry in entries}
     tuning = {key: _distinct(str(e.tuning[key]) for e in evaluations if key in e.tuning)
@@ -404,6 +409,7 @@ def _header(entries: Sequence[Entry]) -> list[str]:
         + ", ".join(f"`{b}`" for b in _distinct(e.estimator_backbone for e in evaluations)),
         "- VGG weights: " + (" and ".join(weight_words.get(w, str(w)) for w in weights)
                              if weights else "no VGG objectives"),
+        *([f"- VGG input size: {' / '.join(f'{size} px' for size in sizes)}"] if sizes else []),
         f"- {len(objectives)} objective{'s' if len(objectives) != 1 else ''}, "
         f"round{'s' if len(rounds) != 1 else ''} {', '.join(map(str, rounds))}: "
         f"{len(evaluations)} evaluation{'s' if len(evaluations) != 1 else ''}",
