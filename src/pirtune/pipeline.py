@@ -69,7 +69,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
 from pirtune.data.impressions import simulate_clicks
-from pirtune.data.pir_dataset import PIRDataModule, write_pir_dataset
+from pirtune.data.pir_dataset import PIRDataModule, read_pir_datasets, write_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.estimator.module import (
     FrozenPIREstimator,
@@ -354,12 +354,11 @@ def _evaluate(cfg: DictConfig, rnd: Round, estimator: FrozenPIREstimator,
     device = next(tuned.parameters()).device
     before, _, _ = load_bundle(rnd.baseline)
     objective = build_objective(cfg.objective)
-    records = PIRDataModule([str(d) for d in rnd.datasets])
-    records.setup()
+    training_set = TrainingSet.of(read_pir_datasets(rnd.datasets), estimator.bins)
     settings = cfg.evaluate
     evaluation = evaluate_generators(
         before.to(device), tuned, objective.to(device), estimator.to(device),
-        TrainingSet.of(records.records, estimator.bins), rnd.dir,
+        training_set, rnd.dir,
         record={
             "objective": objective.describe(), "round": rnd.index, "scale": cfg.scale,
             "estimator_backbone": cfg.estimator.network.backbone,

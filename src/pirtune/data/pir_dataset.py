@@ -522,6 +522,13 @@ def concat_records(a: PIRRecords, b: PIRRecords) -> PIRRecords:
     )
 
 
+def read_pir_datasets(roots: Sequence[str | os.PathLike]) -> PIRRecords:
+    """Several PIR datasets as one (``concat_records``), e.g. every round's samples."""
+    if not roots:
+        raise UsageError("no PIR dataset given; pass at least one dataset directory")
+    return functools.reduce(concat_records, map(read_pir_dataset, roots))
+
+
 # -- serving the estimator ----------------------------------------------------------------
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -567,8 +574,6 @@ class PIRDataModule(L.LightningDataModule):
         if not 0.0 <= val_fraction < 1.0:
             raise UsageError(f"val_fraction={val_fraction} must be in [0, 1)")
         roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
-        if not roots:
-            raise UsageError("no PIR dataset given; pass at least one dataset directory")
         self.roots = [Path(r).expanduser() for r in roots]
         self.val_fraction = val_fraction
         self.batch_size = batch_size
@@ -582,7 +587,7 @@ class PIRDataModule(L.LightningDataModule):
         """Reads the directory and splits it (once)."""
         if self.records is not None:
             return
-        self.records = functools.reduce(concat_records, map(read_pir_dataset, self.roots))
+        self.records = read_pir_datasets(self.roots)
         train, val = split_indices(len(self.records), self.val_fraction, self.seed)
         self.train_records = self.records.subset(train)
         self.val_records = self.records.subset(val)
