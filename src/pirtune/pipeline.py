@@ -178,6 +178,12 @@ def _rank_zero() -> bool:
     return rank_zero_only.rank == 0
 
 
+def _barrier() -> None:
+    """Under DDP, wait until every process gets here (rank 0 has written its files)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def _already_done(stage: str, output: Path) -> bool:
     """True (and says so) when a stage's final output exists: the stage is skipped."""
     if output.exists():
@@ -273,8 +279,15 @@ def collect(cfg: DictConfig, rnd: Round | None = None) -> Path:
     """Score samples of the round's generator with simulated users; write its PIR dataset."""
     rnd = _round(cfg, rnd)
     out = rnd.pir_data
-    if _already_done("collect", out / "pir.csv"):
-        return out
+    if _rank_zero() and not _already_done("collect", out / "pir.csv"):
+        _collect(cfg, rnd)
+    _barrier()  # under DDP, only rank 0 collects
+    return out
+
+
+def _collect(cfg: DictConfig, rnd: Round) -> None:
+    """Draw the round's images, score them, simulate clicks; write the PIR dataset."""
+    out = rnd.pir_data
     _require_positive(cfg, "collect", ("num_images", "impressions", "batch_size"))
     settings = cfg.collect
     seed = settings.seed + 2 * (rnd.index - 1)  # fresh latents and clicks every round
@@ -300,7 +313,6 @@ def collect(cfg: DictConfig, rnd: Round | None = None) -> Path:
     log.info("collect: %d images scored by %s: true PIR %.3f ± %.3f, observed %.3f ± %.3f -> %s",
              len(images), objective.name, true_pir.mean(), true_pir.std(), observed.mean(),
              observed.std(), out)
-    return out
 
 
 def estimate(cfg: DictConfig, rnd: Round | None = None) -> Path:
@@ -329,14 +341,20 @@ def estimate(cfg: DictConfig, rnd: Round | None = None) -> Path:
     trainer = _trainer(cfg, [ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0)],
                        max_epochs=settings.epochs)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if not trainer.is_global_zero:
-        return out
+    if trainer.is_global_zero:
+        _save_estimator(settings, module, datamodule, out)
+    _barrier()
+    return out
 
+
+def _save_estimator(settings: DictConfig, module: PIREstimatorModule,
+                    datamodule: PIRDataModule, out: Path) -> None:
+    """Score the held-out images with the frozen estimator; write it and its report."""
     held_out = datamodule.val_records if len(datamodule.val_records) else datamodule.records
     report = evaluate_estimator(module.cpu(), held_out, temperature=settings.temperature)
     for warning in report.warnings:
         log.warning("estimate: %s", warning)
-    (rnd.dir / "estimator_report.json").write_text(
+    (out.parent / "estimator_report.json").write_text(
         json.dumps(dataclasses.asdict(report), indent=2) + "\n")
     save_estimator(module, OmegaConf.to_container(settings.network, resolve=True),
                    settings.temperature, out, report=dataclasses.asdict(report))
@@ -345,7 +363,6 @@ def estimate(cfg: DictConfig, rnd: Round | None = None) -> Path:
              report.spearman_observed,
              "n/a" if report.spearman_true is None else f"{report.spearman_true:.3f}",
              report.zero_share, out)
-    return out
 
 
 def _evaluate(cfg: DictConfig, rnd: Round, estimator: FrozenPIREstimator,
@@ -413,6 +430,7 @@ def tune(cfg: DictConfig, rnd: Round | None = None) -> Path:
                              tuning=OmegaConf.to_container(settings, resolve=True),
                              torch=torch.__version__, python=platform.python_version())
         log.info("tune: wrote %s (sha256 %s) after %d steps", out, digest, module.iteration)
+    _barrier()
     return out
 
 
