@@ -71,7 +71,7 @@ def random_axes(rng: np.random.Generator, dim: int, avoid: list[np.ndarray]) -> 
 
 
 class AxisSearch(FourChoiceSearch):
-    """The paper's search: excluded half-spaces, perpendicular axes, a decaying step.
+    """The paper's search: excluded half-spaces, perpendicular axes, an adaptive step.
 
     Args:
         start: the start point [k] in the search space's coordinates.
