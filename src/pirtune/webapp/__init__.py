@@ -1,0 +1,12 @@
+"""The four-choice web app's pieces: the durable interaction log and its export.
+
+``InteractionLog`` (``store``) records every session, every image shown and
+every pick in SQLite; ``export_pir_dataset`` (``export``) turns the log into a
+PIR dataset that ``stage=estimate`` trains on. The HTTP API and the page
+(issue 6) are still to come.
+"""
+
+from pirtune.webapp.export import export_pir_dataset
+from pirtune.webapp.store import ConflictError, InteractionLog, UnknownSessionError
+
+__all__ = ["ConflictError", "InteractionLog", "UnknownSessionError", "export_pir_dataset"]

@@ -1,0 +1,128 @@
+"""The interaction log: sessions, idempotent picks, conflicts, durability, export."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pirtune.data.pir_dataset import read_pir_dataset
+from pirtune.errors import UsageError
+from pirtune.models.networks import Generator
+from pirtune.search import PreferenceSearch, SimulatedPerson
+from pirtune.webapp import ConflictError, InteractionLog, UnknownSessionError, export_pir_dataset
+
+
+def _play(log: InteractionLog, rounds: int, seed: int = 0, dim: int = 8) -> tuple[str, list]:
+    """A simulated person answers ``rounds`` rounds; every round is logged."""
+    rng = np.random.default_rng(seed)
+    start, target = rng.standard_normal(dim), rng.standard_normal(dim)
+    session = log.create_session("preference", 1, {"start": start.tolist(), "seed": seed})
+    search, person = PreferenceSearch(start), SimulatedPerson(target)
+    for r in range(1, rounds + 1):
+        proposal = search.propose()
+        log.record_shown(session, r, proposal.points, 1)
+        pick = person.pick(proposal.points)
+        assert log.record_choice(session, r, pick)
+        search.choose(pick)
+    return session, search
+
+
+def _replay(log: InteractionLog, session: str) -> PreferenceSearch:
+    """Rebuild a session's search from its settings and picks."""
+    search = PreferenceSearch(np.array(log.session(session)["settings"]["start"]))
+    for pick in log.choices(session):
+        search.propose()
+        search.choose(pick)
+    return search
+
+
+def test_a_session_survives_closing_the_log_and_replays_exactly(tmp_path):
+    log = InteractionLog(tmp_path / "log.db")
+    session, search = _play(log, 6)
+    log.close()
+    reopened = InteractionLog(tmp_path / "log.db")  # as after a killed server
+    assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert len(reopened.choices(session)) == 6
+    np.testing.assert_array_equal(_replay(reopened, session).current, search.current)
+    assert reopened.session(session)["algorithm"] == "preference"
+    assert len(session) >= 20  # unguessable: 128 random bits
+
+
+def test_bad_picks_are_refused_and_change_nothing(tmp_path):
+    log = InteractionLog(tmp_path / "log.db")
+    session, _ = _play(log, 2)
+    picks = log.choices(session)
+    assert log.record_choice(session, 2, picks[1]) is False       # the same pick again: no-op
+    with pytest.raises(ConflictError, match="already answered"):
+        log.record_choice(session, 2, (picks[1] + 1) % 4)
+    with pytest.raises(ConflictError, match="not the open round"):
+        log.record_choice(session, 3, 0)                           # round 3 was never shown
+    with pytest.raises(UsageError, match="pick 0, 1, 2 or 3"):
+        log.record_choice(session, 3, 4)
+    with pytest.raises(UnknownSessionError, match="does not exist"):
+        log.record_choice("nope", 1, 0)
+    assert log.choices(session) == picks
+    # Undo takes back the last pick only; the round can then be answered anew.
+    assert log.undo(session) == 2 and log.choices(session) == picks[:1]
+    assert log.record_choice(session, 2, (picks[1] + 1) % 4)
+
+
+def test_twenty_concurrent_sessions_keep_separate_histories(tmp_path):
+    log = InteractionLog(tmp_path / "log.db")
+    results: dict[int, tuple[str, list[int]]] = {}
+
+    def person(seed: int) -> None:
+        session, search = _play(log, 5, seed=seed)
+        results[seed] = (session, search.current)
+
+    threads = [threading.Thread(target=person, args=(seed,)) for seed in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({session for session, _ in results.values()}) == 20
+    for session, current in results.values():
+        assert len(log.choices(session)) == 5
+        np.testing.assert_array_equal(_replay(log, session).current, current)  # its own picks
+    count = sqlite3.connect(tmp_path / "log.db").execute("SELECT COUNT(*) FROM shown").fetchone()
+    assert count == (20 * 5 * 4,)
+
+
+def test_export_writes_impressions_and_picks_as_a_pir_dataset(tmp_path):
+    log = InteractionLog(tmp_path / "log.db")
+    session, _ = _play(log, 3)
+    log.record_shown(session, 4, np.zeros((4, 8)) + np.arange(4)[:, None], 1)  # unanswered
+    torch.manual_seed(0)
+    generator = Generator(latent_dim=8, num_classes=2, resolution=16, width=0.125)
+    out = export_pir_dataset(log, tmp_path / "pir_data", generator)
+    records = read_pir_dataset(out)
+    assert len(records) == 16 and records.images.shape == (16, 3, 16, 16)
+    assert records.impressions.tolist() == [1] * 16
+    assert int(records.positives.sum()) == 3                      # one pick per answered round
+    assert set(records.classes.tolist()) == {1}
+    assert records.meta["source"] == "interactions" and records.meta["sessions"] == 1
+    # The stored latents are the ones shown, in order.
+    shown = log.shown()
+    np.testing.assert_allclose(records.latents.numpy(), [s.latent for s in shown], atol=1e-6)
+    with pytest.raises(UsageError, match="8 dimensions but the generator takes 4"):
+        export_pir_dataset(log, tmp_path / "other", Generator(latent_dim=4, num_classes=2,
+                                                              resolution=16, width=0.125))
+    with pytest.raises(UsageError, match="no shown images"):
+        export_pir_dataset(InteractionLog(tmp_path / "empty.db"), tmp_path / "x", generator)
+
+
+def test_the_export_command_names_a_missing_log(tmp_path):
+    command = Path(sys.executable).parent / "pirtune-export"  # the installed console script
+    result = subprocess.run([str(command), "--db", str(tmp_path / "none.db"), "--out",
+                             str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+    assert not (tmp_path / "out").exists()
