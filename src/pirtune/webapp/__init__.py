@@ -1,9 +1,10 @@
 """The four-choice web app's pieces: the durable interaction log and its export.
 
 ``InteractionLog`` (``store``) records every session, every image shown and
-every pick in SQLite; ``export_pir_dataset`` (``export``) turns the log into a
-PIR dataset that ``stage=estimate`` trains on. The HTTP API and the page
-(issue 6) are still to come.
+every pick in SQLite; ``create_app`` (``app``) is the HTTP API over it;
+``export_pir_dataset`` (``export``) turns the log into a PIR dataset that
+``stage=estimate`` trains on. The page, the ``pirtune-serve`` command and the
+browser test (issue 6) are still to come.
 """
 
 from pirtune.webapp.export import export_pir_dataset

@@ -1,0 +1,85 @@
+"""The HTTP API through FastAPI's test client: a whole session, bad input, restarts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from pirtune.models.networks import Generator
+from pirtune.search import SimulatedPerson
+from pirtune.search.space import SearchSpace
+from pirtune.webapp import InteractionLog
+from pirtune.webapp.app import create_app
+
+
+@pytest.fixture
+def generator() -> Generator:
+    torch.manual_seed(0)
+    return Generator(latent_dim=16, num_classes=2, resolution=16, width=0.125).eval()
+
+
+def _space(log: InteractionLog, session_id: str) -> SearchSpace:
+    settings = log.session(session_id)["settings"]
+    return SearchSpace(np.array(settings["origin"]), np.array(settings["basis"]))
+
+
+def test_a_simulated_person_runs_a_whole_session(tmp_path, generator):
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    state = client.post("/api/sessions", json={"algorithm": "preference", "k": 4,
+                                               "image_class": 1, "seed": 3}).json()
+    session_id = state["session_id"]
+    assert state["round"] == 1 and len(state["candidates"]) == 4
+    space = _space(log, session_id)
+    person = SimulatedPerson(np.random.default_rng(0).standard_normal(4))
+    for round_ in range(1, 7):
+        shown = [s for s in log.shown() if s.round == round_]
+        points = space.to_coords(np.array([s.latent for s in shown]))
+        pick = person.pick(points)
+        state = client.post(f"/api/sessions/{session_id}/choices",
+                            json={"round": round_, "index": pick}).json()
+        assert state["round"] == round_ + 1
+    image = client.get(state["candidates"][0])
+    assert image.status_code == 200 and image.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get(state["current"]).status_code == 200
+    assert len(client.get(f"/api/sessions/{session_id}/history").json()["choices"]) == 6
+    assert client.post(f"/api/sessions/{session_id}/finish").json()["finished"] is True
+    assert "/api/sessions" in client.get("/openapi.json").json()["paths"]
+
+
+def test_bad_input_gets_a_clear_status_and_changes_nothing(tmp_path, generator):
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    session_id = client.post("/api/sessions", json={"k": 4}).json()["session_id"]
+    url = f"/api/sessions/{session_id}/choices"
+    assert client.post("/api/sessions/nope/choices", json={"round": 1, "index": 0}
+                       ).status_code == 404
+    assert client.post(url, json={"round": 1, "index": 4}).status_code == 422
+    assert client.post(url, json={"round": 1, "index": 0, "path": "/etc"}).status_code == 422
+    assert client.post("/api/sessions", json={"image_class": 7}).status_code == 422
+    assert client.post(url, json={"round": 1, "index": 2}).json()["round"] == 2
+    again = client.post(url, json={"round": 1, "index": 2})     # the same pick: idempotent
+    assert again.status_code == 200 and again.json()["round"] == 2
+    assert client.post(url, json={"round": 1, "index": 3}).status_code == 409
+    assert log.choices(session_id) == [2]
+    # Undo takes the pick back; the round is open again.
+    assert client.post(f"/api/sessions/{session_id}/undo").json()["round"] == 1
+    assert log.choices(session_id) == []
+
+
+def test_a_restarted_server_continues_every_session(tmp_path, generator):
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    session_id = client.post("/api/sessions", json={"algorithm": "axis", "k": 4}).json()[
+        "session_id"]
+    for round_, pick in enumerate([0, 3, 1], start=1):
+        state = client.post(f"/api/sessions/{session_id}/choices",
+                            json={"round": round_, "index": pick}).json()
+    before = client.get(state["candidates"][2]).content
+    log.close()
+    restarted = TestClient(create_app(generator, InteractionLog(tmp_path / "log.db")))
+    state = restarted.get(f"/api/sessions/{session_id}").json()
+    assert state["round"] == 4
+    assert restarted.get(state["candidates"][2]).content == before  # the same four on show
