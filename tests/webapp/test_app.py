@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -83,3 +91,52 @@ def test_a_restarted_server_continues_every_session(tmp_path, generator):
     state = restarted.get(f"/api/sessions/{session_id}").json()
     assert state["round"] == 4
     assert restarted.get(state["candidates"][2]).content == before  # the same four on show
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(db: Path, port: int) -> subprocess.Popen:
+    command = Path(sys.executable).parent / "pirtune-serve"  # the installed console script
+    server = subprocess.Popen([str(command), "--port", str(port), "--db", str(db)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.kill()
+    raise AssertionError(server.stderr.read().decode()[-2000:])
+
+
+def test_a_killed_server_continues_the_session_with_nothing_lost(tmp_path):
+    db, port = tmp_path / "log.db", _free_port()
+    server = _serve(db, port)
+    url = f"http://127.0.0.1:{port}/api/sessions"
+    try:
+        session_id = httpx.post(url, json={"k": 4}, timeout=30).json()["session_id"]
+        for round_, pick in enumerate([1, 0, 2], start=1):
+            state = httpx.post(f"{url}/{session_id}/choices",
+                               json={"round": round_, "index": pick}, timeout=30).json()
+        shown = httpx.get(f"http://127.0.0.1:{port}{state['candidates'][0]}", timeout=30).content
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    server = _serve(db, port)
+    try:
+        state = httpx.get(f"{url}/{session_id}", timeout=30).json()
+        assert state["round"] == 4
+        assert httpx.get(f"http://127.0.0.1:{port}{state['candidates'][0]}",
+                         timeout=30).content == shown
+        state = httpx.post(f"{url}/{session_id}/choices", json={"round": 4, "index": 3},
+                           timeout=30).json()
+        assert state["round"] == 5
+        assert httpx.get(f"{url}/{session_id}/history", timeout=30).json()["choices"] == [
+            1, 0, 2, 3]
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
