@@ -140,3 +140,17 @@ def test_a_killed_server_continues_the_session_with_nothing_lost(tmp_path):
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait()
+
+
+def test_the_page_is_served_and_drives_the_api(tmp_path, generator):
+    client = TestClient(create_app(generator, InteractionLog(tmp_path / "log.db")))
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    # Four candidates on the two axes around the current image, undo, finish, download.
+    for element in ('id="c0"', 'id="c1"', 'id="c2"', 'id="c3"', 'id="current"', 'id="undo"',
+                    'id="finish"', 'id="download"', 'id="path"'):
+        assert element in html
+    for endpoint in ("/api/sessions", "/choices", "/undo", "/finish"):
+        assert endpoint in html
+    assert "http://" not in html and "https://" not in html  # nothing from the network

@@ -3,8 +3,9 @@
 ``InteractionLog`` (``store``) records every session, every image shown and
 every pick in SQLite; ``create_app`` (``app``) is the HTTP API over it;
 ``export_pir_dataset`` (``export``) turns the log into a PIR dataset that
-``stage=estimate`` trains on. The page, the ``pirtune-serve`` command and the
-browser test (issue 6) are still to come.
+``stage=estimate`` trains on; ``page`` is the HTML page the app serves at
+``/`` and ``serve`` the ``pirtune-serve`` command. The browser test and the
+latency benchmark (issue 6) are still to come.
 """
 
 from pirtune.webapp.export import export_pir_dataset

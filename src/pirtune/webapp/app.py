@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Response
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torchvision.utils import save_image
@@ -27,6 +28,7 @@ from torchvision.utils import save_image
 from pirtune.models.acgan import render
 from pirtune.search import AxisSearch, FourChoiceSearch, PreferenceSearch, RandomSearch
 from pirtune.search.space import SearchSpace, principal_directions
+from pirtune.webapp.page import PAGE
 from pirtune.webapp.store import ConflictError, InteractionLog, UnknownSessionError
 
 ALGORITHMS = {"preference": PreferenceSearch, "axis": AxisSearch, "random": RandomSearch}
@@ -111,6 +113,10 @@ def create_app(generator: nn.Module, log: InteractionLog) -> FastAPI:
         buffer = io.BytesIO()
         save_image(image, buffer, format="png")
         return Response(buffer.getvalue(), media_type="image/png")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return PAGE
 
     @app.post("/api/sessions", response_model=State)
     def start(request: NewSession) -> State:
