@@ -240,14 +240,13 @@ class EvaluationCallback(L.Callback):
     def __init__(self, evaluate: Callable[[nn.Module], Evaluation], path: Path) -> None:
         self.evaluate = evaluate
         self.path = path
-        self.evaluation: Evaluation | None = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.interrupted:
             return
-        self.evaluation = self.evaluate(pl_module.sampler)
-        write_evaluation(self.evaluation, self.path)
-        log_evaluation(trainer.loggers, self.evaluation, trainer.global_step)
+        evaluation = self.evaluate(pl_module.sampler)
+        write_evaluation(evaluation, self.path)
+        log_evaluation(trainer.loggers, evaluation, trainer.global_step)
 
 
 def log_evaluation(loggers, evaluation: Evaluation, step: int) -> None:

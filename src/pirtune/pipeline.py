@@ -199,12 +199,16 @@ def _require_positive(cfg: DictConfig, section: str, keys: tuple[str, ...]) -> N
             raise UsageError(f"{section}.{key}={cfg[section][key]} must be at least 1")
 
 
+def _loggers(cfg: DictConfig) -> list:
+    """The configured loggers (CSV, W&B, ...)."""
+    return [instantiate(spec) for spec in (cfg.get("logger") or {}).values()]
+
+
 def _trainer(cfg: DictConfig, callbacks: list[L.Callback], **limits) -> L.Trainer:
     """The configured Trainer with the stage's callbacks, loggers and progress bar."""
     if cfg.progress:
         callbacks = [*callbacks, RichProgressBar()]
-    loggers = [instantiate(spec) for spec in (cfg.get("logger") or {}).values()]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=_loggers(cfg),
                        enable_progress_bar=bool(cfg.progress), **limits)
 
 
@@ -446,8 +450,7 @@ def evaluate(cfg: DictConfig, rnd: Round | None = None) -> Path:
     evaluation = _evaluate(cfg, rnd, load_estimator(rnd.dir / ESTIMATOR_NAME),
                            load_bundle(tuned)[0])
     write_evaluation(evaluation, out)
-    log_evaluation([instantiate(spec) for spec in (cfg.get("logger") or {}).values()],
-                   evaluation, step=0)
+    log_evaluation(_loggers(cfg), evaluation, step=0)
     return out
 
 

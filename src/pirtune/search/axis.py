@@ -103,10 +103,6 @@ class AxisSearch(FourChoiceSearch):
         self.offsets = np.zeros(0)
         self.chosen_axis: np.ndarray | None = None
 
-    def feasible(self, points: np.ndarray) -> np.ndarray:
-        """Whether each point [..., k] lies outside every excluded half-space."""
-        return np.all(points @ self.normals.T >= self.offsets - 1e-9, axis=-1)
-
     def _max_steps(self, directions: np.ndarray) -> np.ndarray:
         """How far from the current point each unit direction [4, k] stays feasible."""
         # The current point is inside; rounding can put it a hair outside a boundary.
