@@ -84,7 +84,7 @@ def test_ddp_runs_on_two_cpu_processes(make_cfg, tmp_path):
 
 def test_unknown_group_option_names_the_choices():
     with pytest.raises(UsageError, match=r"data 'photos' is unknown; choose one of: "
-                                         r"imagefolder, landscapes"):
+                                         r"imagefolder, interactions, landscapes"):
         check_group_overrides(["data=photos"])
     with pytest.raises(UsageError, match="experiment 'gpu'"):
         check_group_overrides(["-m", "experiment=cpu,gpu"])

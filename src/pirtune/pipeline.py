@@ -41,7 +41,9 @@ the same command after an interruption finishes the run. ``stage=<name>
 round=<r>`` runs one stage of one round.
 
 The PIR-loop stages (``LOOP_STAGES``) of one objective share the run
-directory ``runs/<scale>-<objective name>``.
+directory ``runs/<scale>-<objective name>``. With ``data=interactions``
+(``conf/data/interactions.yaml``) only ``estimate`` runs, on what people
+picked in the web app, in ``runs/<scale>-interactions``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import functools
 import json
 import logging
 import platform
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable
@@ -100,6 +103,7 @@ from pirtune.models.acgan import (
 from pirtune.models.tuning import PIRTuningModule
 from pirtune.objectives import build_objective
 from pirtune.report import write_report
+from pirtune.webapp import InteractionLog, export_pir_dataset
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +120,7 @@ BUNDLE_NAME = "generator.pt"
 ESTIMATOR_NAME = "estimator.pt"
 TUNED_NAME = "tuned.pt"
 LOOP_STAGES = ("loop", "collect", "estimate", "tune", "evaluate")
+INTERACTIONS = "interactions"  # data.kind of conf/data/interactions.yaml
 
 
 @dataclass(frozen=True)
@@ -322,13 +327,16 @@ def _collect(cfg: DictConfig, rnd: Round) -> None:
 def estimate(cfg: DictConfig, rnd: Round | None = None) -> Path:
     """Fit the PIR estimator on the round's datasets; write ``estimator.pt`` and its report.
 
-    Round 1 learns from ``cfg.pir_data``; later rounds re-train from scratch on
-    every round's samples (the paper continued training instead, A.3).
+    Round 1 learns from ``cfg.pir_data``, or with data=interactions from the web
+    app's picks; later rounds re-train from scratch on every round's samples
+    (the paper continued training instead, A.3).
     """
     rnd = _round(cfg, rnd)
     out = rnd.dir / ESTIMATOR_NAME
     if _already_done("estimate", out):
         return out
+    if cfg.data.get("kind") == INTERACTIONS:
+        rnd = _interactions_round(cfg, rnd)
     _require_positive(cfg, "estimator", ("epochs", "batch_size"))
     settings = cfg.estimator
     for dataset in rnd.datasets:
@@ -349,6 +357,40 @@ def estimate(cfg: DictConfig, rnd: Round | None = None) -> Path:
         _save_estimator(settings, module, datamodule, out)
     _barrier()
     return out
+
+
+def _interactions_round(cfg: DictConfig, rnd: Round) -> Round:
+    """``rnd`` learning from the web app's picks at ``data.path`` (data=interactions).
+
+    A folder pirtune-export wrote is used as is; an interaction log is exported
+    into the round's ``pir_data``, its images rendered by ``generator_ckpt``,
+    unless an earlier run of the stage already exported it.
+    """
+    path = Path(cfg.data.path)
+    if rnd.index > 1:
+        raise UsageError(f"round={rnd.index}: data=interactions has one round; leave round=1")
+    if (path / "pir.csv").is_file():
+        log.info("estimate: learning from the exported interactions %s", path)
+        return dataclasses.replace(rnd, pir_data=path, datasets=(path,))
+    if not path.is_file():
+        raise UsageError(f"data.path={path} is neither an interaction log nor an exported PIR "
+                         "dataset; give the .db pirtune-serve wrote or the folder "
+                         "pirtune-export wrote")
+    if (rnd.pir_data / "pir.csv").is_file():
+        log.info("estimate: %s was exported to %s already", path, rnd.pir_data)
+    elif _rank_zero():
+        generator, _, _ = load_bundle(cfg.generator_ckpt)
+        try:
+            interactions = InteractionLog(path)
+        except sqlite3.DatabaseError as err:
+            raise UsageError(f"data.path={path} is not an interaction log ({err}); give the "
+                             ".db pirtune-serve wrote") from err
+        with contextlib.closing(interactions):
+            export_pir_dataset(interactions, rnd.pir_data, generator)
+        log.info("estimate: exported %s to %s (images by %s)", path, rnd.pir_data,
+                 cfg.generator_ckpt)
+    _barrier()  # under DDP, only rank 0 exports
+    return rnd
 
 
 def _save_estimator(settings: DictConfig, module: PIREstimatorModule,
@@ -485,6 +527,9 @@ def run(cfg: DictConfig) -> Path:
     """Run ``cfg.stage`` on ``cfg.run_dir``."""
     if cfg.stage not in STAGES:
         raise UsageError(f"stage '{cfg.stage}' is unknown; choose one of: {', '.join(STAGES)}")
+    if cfg.data.get("kind") == INTERACTIONS and cfg.stage != "estimate":
+        raise UsageError(f"data=interactions feeds stage=estimate only; run stage={cfg.stage} "
+                         "with data=landscapes or data=imagefolder")
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise UsageError(f"{missing[0]} must be set; add {missing[0]}=<value> to the command")

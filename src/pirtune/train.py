@@ -32,8 +32,14 @@ def _wandb_offline() -> bool:
     return not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
 
 
-def _run_name(stage: str, objective: DictConfig) -> str:
-    """The PIR-loop stages of an objective share one run, named after the objective."""
+def _run_name(stage: str, objective: DictConfig, data: DictConfig) -> str:
+    """The PIR-loop stages of an objective share one run, named after the objective.
+
+    A run on the web app's interactions is ``interactions``: in the objective's
+    run it would find that run's ``estimator.pt`` and skip.
+    """
+    if data.get("kind") == pipeline.INTERACTIONS:
+        return pipeline.INTERACTIONS
     return objective_name(objective) if stage in pipeline.LOOP_STAGES else stage
 
 

@@ -6,7 +6,9 @@ The images are rendered from the stored latents by the generator the
 sessions used, so the dataset holds exactly what people saw.
 
     pirtune-export --db runs/webapp/interactions.db --out runs/webapp/pir_data
-    pirtune-train stage=estimate pir_data=runs/webapp/pir_data
+    pirtune-train stage=estimate data=interactions data.path=runs/webapp/pir_data
+
+``data.path`` also takes the log itself; ``stage=estimate`` then exports it.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"pirtune-export: error: {err}", file=sys.stderr)
         sys.exit(2)
     print(f"PIR dataset written to {out}; train on it with "
-          f"`pirtune-train stage=estimate pir_data={out}`")
+          f"`pirtune-train stage=estimate data=interactions data.path={out}`")
 
 
 if __name__ == "__main__":
