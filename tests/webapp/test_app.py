@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -75,6 +76,45 @@ def test_bad_input_gets_a_clear_status_and_changes_nothing(tmp_path, generator):
     # Undo takes the pick back; the round is open again.
     assert client.post(f"/api/sessions/{session_id}/undo").json()["round"] == 1
     assert log.choices(session_id) == []
+    # Oversized, malformed and mistyped bodies are refused before anything runs.
+    big = client.post(url, content=b'{"round": 1, "index": 0, "pad": "' + b"x" * 5000 + b'"}',
+                      headers={"Content-Type": "application/json"})
+    assert big.status_code == 413
+    for body in (b'{"round": 1, "index":', b"[1, 0]", b'{"round": "one", "index": 0}',
+                 b'{"round": 0, "index": 0}', b""):
+        assert client.post(url, content=body, headers={"Content-Type": "application/json"}
+                           ).status_code == 422, body
+    # Images exist only for the round on show, under the five names.
+    assert client.get(f"/api/sessions/{session_id}/images/2/0.png").status_code == 404
+    assert client.get(f"/api/sessions/{session_id}/images/1/4.png").status_code == 422
+    assert client.get(f"/api/sessions/{session_id}/images/1/..%2Fetc.png").status_code in (
+        404, 422)
+    assert log.choices(session_id) == [] and len(log.shown()) == 4   # round 1, once
+
+
+def test_finishing_describes_the_image_and_closes_the_session(tmp_path, generator):
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log, class_names=["coast", "mountain"]))
+    assert client.get("/api/info").json() == {
+        "classes": ["coast", "mountain"], "algorithms": ["preference", "axis", "random"],
+        "resolution": 16}
+    state = client.post("/api/sessions", json={"k": 4, "image_class": 1}).json()
+    session_id = state["session_id"]
+    assert state["description"] is None
+    for round_ in (1, 2, 3):
+        state = client.post(f"/api/sessions/{session_id}/choices",
+                            json={"round": round_, "index": round_ % 4}).json()
+    final = client.post(f"/api/sessions/{session_id}/finish").json()
+    assert final["finished"] is True and final["round"] == 4
+    assert final["description"].startswith("A ") and "mountain scene" in final["description"]
+    assert final["description"].endswith("found in 3 picks.")
+    assert client.get(final["current"]).content[:4] == b"\x89PNG"
+    # A finished session takes no more picks and no undo; finishing again is harmless.
+    assert client.post(f"/api/sessions/{session_id}/choices",
+                       json={"round": 4, "index": 0}).status_code == 409
+    assert client.post(f"/api/sessions/{session_id}/undo").status_code == 409
+    assert client.post(f"/api/sessions/{session_id}/finish").json() == final
+    assert log.choices(session_id) == [1, 2, 3]
 
 
 def test_a_restarted_server_continues_every_session(tmp_path, generator):
@@ -154,3 +194,38 @@ def test_the_page_is_served_and_drives_the_api(tmp_path, generator):
     for endpoint in ("/api/sessions", "/choices", "/undo", "/finish"):
         assert endpoint in html
     assert "http://" not in html and "https://" not in html  # nothing from the network
+
+
+def test_twenty_concurrent_people_keep_separate_sessions(tmp_path):
+    db, port = tmp_path / "log.db", _free_port()
+    server = _serve(db, port)
+    base = f"http://127.0.0.1:{port}"
+
+    def person(i: int) -> tuple[str, list[int], list[int]]:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            state = client.post("/api/sessions", json={"k": 4, "seed": i,
+                                                       "image_class": i % 2}).json()
+            picks = [(i * 7 + r * (i % 3 + 1)) % 4 for r in range(1, 6)]
+            for round_, pick in enumerate(picks, start=1):
+                for url in (state["current"], *state["candidates"]):
+                    assert client.get(url).content[:4] == b"\x89PNG"
+                state = client.post(f"/api/sessions/{state['session_id']}/choices",
+                                    json={"round": round_, "index": pick}).json()
+                assert state["round"] == round_ + 1
+            history = client.get(f"/api/sessions/{state['session_id']}/history").json()
+            return state["session_id"], picks, history["choices"]
+
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(person, range(20)))
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    assert len({session_id for session_id, _, _ in results}) == 20
+    for _, picks, history in results:
+        assert history == picks
+    log = InteractionLog(db)
+    for i, (session_id, picks, _) in enumerate(results):
+        assert log.choices(session_id) == picks
+        assert log.session(session_id)["class"] == i % 2
+    assert len(log.shown()) == 20 * 6 * 4   # rounds 1–6 on show in every session

@@ -70,8 +70,15 @@ def test_bad_picks_are_refused_and_change_nothing(tmp_path):
         log.record_choice("nope", 1, 0)
     assert log.choices(session) == picks
     # Undo takes back the last pick only; the round can then be answered anew.
+    log.record_shown(session, 3, np.zeros((4, 8)), 1)             # round 3 was on show
     assert log.undo(session) == 2 and log.choices(session) == picks[:1]
     assert log.record_choice(session, 2, (picks[1] + 1) % 4)
+    # Nothing is deleted: the pick and round 3's images moved to the undone tables.
+    assert log.undone(session) == [(2, picks[1])]
+    assert {s.round for s in log.shown()} == {1, 2}
+    db = sqlite3.connect(log.path)
+    assert db.execute("SELECT round, COUNT(*) FROM undone_shown WHERE session_id = ? "
+                      "GROUP BY round", (session,)).fetchall() == [(3, 4)]
 
 
 def test_twenty_concurrent_sessions_keep_separate_histories(tmp_path):

@@ -15,7 +15,7 @@ from pirtune.search.bound import rounds_lower_bound
 from pirtune.search.people import SimulatedPerson
 from pirtune.search.preference import PreferenceSearch
 from pirtune.search.session import Session, simulate
-from pirtune.search.space import SearchSpace, principal_directions
+from pirtune.search.space import PrincipalDirections, SearchSpace, principal_directions
 
 __all__ = [
     "AxisSearch",
@@ -26,6 +26,7 @@ __all__ = [
     "SearchSpace",
     "Session",
     "SimulatedPerson",
+    "PrincipalDirections",
     "principal_directions",
     "rounds_lower_bound",
     "satisfaction_radius",

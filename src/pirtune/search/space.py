@@ -69,24 +69,41 @@ class SearchSpace:
         return cls(np.asarray(origin, dtype=np.float64), q.T * np.sign(np.diag(r))[:, None])
 
 
-@torch.no_grad()
-def principal_directions(generator: nn.Module, k: int, num_samples: int = 4096,
-                         seed: int = 0) -> np.ndarray:
-    """GANSpace: k latent directions [k, n] along which the generator's features vary most.
+class PrincipalDirections:
+    """GANSpace (Härkönen et al. 2020): the latent directions along which a generator's
+    first-layer features vary most, for any number of them from one PCA.
 
     Samples z ~ N(0, I) with uniform classes, takes the generator's first-layer
-    features h = fc([z, onehot]), finds their top-k principal components, and
-    regresses z on the components' scores; the regression's rows, orthonormalised,
-    are the directions (strongest first).
+    features h = fc([z, onehot]) and their principal components (one SVD, the
+    costly part); ``directions(k)`` regresses z on the top-k components' scores,
+    and the regression's rows, orthonormalised, are the directions (strongest
+    first). A server computes it once and serves every session's k from it.
     """
-    if not 1 <= k <= generator.latent_dim:
+
+    @torch.no_grad()
+    def __init__(self, generator: nn.Module, num_samples: int = 4096, seed: int = 0) -> None:
+        self.latent_dim = generator.latent_dim
+        rng = torch.Generator().manual_seed(seed)
+        self._z = torch.randn(num_samples, generator.latent_dim, generator=rng)
+        labels = torch.randint(generator.num_classes, (num_samples,), generator=rng)
+        onehot = F.one_hot(labels, generator.num_classes).float()
+        features = generator.fc(torch.cat([self._z, onehot], 1))
+        self._centred = features - features.mean(0)
+        _, _, self._components = torch.linalg.svd(self._centred, full_matrices=False)  # [F', F]
+
+    def directions(self, k: int) -> np.ndarray:
+        """The k strongest directions [k, n], orthonormal."""
+        if not 1 <= k <= self.latent_dim:
+            raise UsageError(f"k={k} must lie in 1..{self.latent_dim} (the latent size)")
+        scores = self._centred @ self._components[:k].T                       # [N, k]
+        directions = torch.linalg.lstsq(scores, self._z).solution              # [k, n]
+        return SearchSpace.subspace(np.zeros(self.latent_dim),
+                                    directions.double().numpy()).basis
+
+
+def principal_directions(generator: nn.Module, k: int, num_samples: int = 4096,
+                         seed: int = 0) -> np.ndarray:
+    """GANSpace: k latent directions [k, n] (see ``PrincipalDirections``)."""
+    if not 1 <= k <= generator.latent_dim:  # before the costly PCA
         raise UsageError(f"k={k} must lie in 1..{generator.latent_dim} (the latent size)")
-    rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(num_samples, generator.latent_dim, generator=rng)
-    labels = torch.randint(generator.num_classes, (num_samples,), generator=rng)
-    features = generator.fc(torch.cat([z, F.one_hot(labels, generator.num_classes).float()], 1))
-    centred = features - features.mean(0)
-    _, _, components = torch.linalg.svd(centred, full_matrices=False)   # [F', F]
-    scores = centred @ components[:k].T                                  # [N, k]
-    directions = torch.linalg.lstsq(scores, z).solution                  # [k, n]
-    return SearchSpace.subspace(np.zeros(generator.latent_dim), directions.double().numpy()).basis
+    return PrincipalDirections(generator, num_samples, seed).directions(k)

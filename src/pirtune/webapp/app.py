@@ -1,4 +1,4 @@
-"""The four-choice HTTP API (FastAPI): sessions, picks, undo, images, history.
+"""The four-choice HTTP API (FastAPI): sessions, picks, undo, finish, images, history.
 
 ``create_app(generator, log)`` serves any ``(latents [B, n], labels [B]) →
 images in [-1, 1]`` generator. A session is its settings (algorithm, class,
@@ -8,13 +8,22 @@ killed server continues every session at the round where it stopped.
 
 Every pick carries its round: the same pick again is a no-op, another pick
 for an answered round is 409, a pick outside 0–3 is 422, an unknown session
-is 404. Nothing in a request names a file.
+is 404, a finished session takes no more picks (409). Request bodies over
+``MAX_BODY_BYTES`` are refused (413) and malformed ones are 422. Nothing in a
+request names a file.
+
+A round's five images (the current one and the four candidates) are rendered
+in one batch when the first of them is asked for and kept until the next
+pick, under the session's lock: concurrent sessions render in parallel, and
+one session's requests never see another round's state.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -27,11 +36,14 @@ from torchvision.utils import save_image
 
 from pirtune.models.acgan import render
 from pirtune.search import AxisSearch, FourChoiceSearch, PreferenceSearch, RandomSearch
-from pirtune.search.space import SearchSpace, principal_directions
+from pirtune.search.space import PrincipalDirections, SearchSpace
+from pirtune.webapp.describe import describe
 from pirtune.webapp.page import PAGE
 from pirtune.webapp.store import ConflictError, InteractionLog, UnknownSessionError
 
 ALGORITHMS = {"preference": PreferenceSearch, "axis": AxisSearch, "random": RandomSearch}
+# The largest body the API takes: a pick or a new session is well under 200 bytes.
+MAX_BODY_BYTES = 4096
 
 
 class NewSession(BaseModel):
@@ -42,7 +54,8 @@ class NewSession(BaseModel):
     space: Literal["full", "ganspace"] = "ganspace"
     k: int = Field(8, ge=3, le=512, description="GANSpace directions searched")
     image_class: int = Field(0, ge=0, description="the class of every image in the session")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(0, ge=0, le=2**31 - 1,
+                      description="the starting image, and the axis/random searches' draws")
 
 
 class Choice(BaseModel):
@@ -54,13 +67,35 @@ class Choice(BaseModel):
 
 
 class State(BaseModel):
-    """Where a session stands: the open round and the images to show."""
+    """Where a session stands: the open round, the images to show, and once finished
+    the final image's description."""
 
     session_id: str
     round: int
     current: str
     candidates: list[str]
     finished: bool
+    description: str | None = None
+
+
+class Info(BaseModel):
+    """What the page needs to know about the generator behind the API."""
+
+    classes: list[str]
+    algorithms: list[str]
+    resolution: int
+
+
+@dataclass
+class _Live:
+    """A session's search, rebuilt from the log, and its round's rendered images."""
+
+    search: FourChoiceSearch
+    space: SearchSpace
+    cls: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pngs: dict[str, bytes] = field(default_factory=dict)   # the open round's only
+    pngs_round: int = 0
 
 
 def _search(settings: dict) -> FourChoiceSearch:
@@ -70,53 +105,98 @@ def _search(settings: dict) -> FourChoiceSearch:
     return ALGORITHMS[settings["algorithm"]](start, seed=settings["seed"])
 
 
-def create_app(generator: nn.Module, log: InteractionLog) -> FastAPI:
-    """The API over ``generator`` with sessions kept in ``log``."""
-    app = FastAPI(title="pirtune four-choice search")
-    live: dict[str, tuple[FourChoiceSearch, SearchSpace, threading.Lock]] = {}
+def _png(image: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    save_image(image, buffer, format="png")
+    return buffer.getvalue()
+
+
+def create_app(generator: nn.Module, log: InteractionLog,
+               class_names: list[str] | None = None) -> FastAPI:
+    """The API and page over ``generator`` (in eval mode) with sessions kept in ``log``.
+
+    ``class_names`` label the generator's classes on the page and in
+    descriptions (default "class 0", "class 1", …).
+    """
+    names = class_names or [f"class {c}" for c in range(generator.num_classes)]
+    if len(names) != generator.num_classes:
+        raise ValueError(f"{len(names)} class names for {generator.num_classes} classes")
+    app = FastAPI(title="pirtune four-choice search", max_body_size=MAX_BODY_BYTES)
+    live: dict[str, _Live] = {}
     live_lock = threading.Lock()
 
-    def session(session_id: str) -> tuple[FourChoiceSearch, SearchSpace, threading.Lock]:
+    ganspace = PrincipalDirections(generator)   # one PCA at start-up, every k from it
+    directions_lock = threading.Lock()
+
+    @functools.cache
+    def directions(k: int) -> np.ndarray:
+        with directions_lock:
+            return ganspace.directions(k)
+
+    def session(session_id: str) -> _Live:
         with live_lock:
-            if session_id in live:
-                return live[session_id]
-            try:
-                settings = log.session(session_id)["settings"]
-            except UnknownSessionError as err:
-                raise HTTPException(404, str(err)) from err
-            space = SearchSpace(np.array(settings["origin"]), np.array(settings["basis"]))
-            search = _search(settings)
-            for pick in log.choices(session_id):  # replay: the same picks, the same state
-                search.propose()
-                search.choose(pick)
-            live[session_id] = (search, space, threading.Lock())
+            if session_id not in live:
+                try:
+                    info = log.session(session_id)
+                except UnknownSessionError as err:
+                    raise HTTPException(404, str(err)) from err
+                settings = info["settings"]
+                search = _search(settings)
+                for pick in log.choices(session_id):  # replay: the same picks, the same state
+                    search.propose()
+                    search.choose(pick)
+                live[session_id] = _Live(search, SearchSpace(np.array(settings["origin"]),
+                                                             np.array(settings["basis"])),
+                                         info["class"])
             return live[session_id]
 
+    def pngs(entry: _Live) -> dict[str, bytes]:
+        """The open round's current image and candidates as PNGs (caller holds the lock)."""
+        proposal = entry.search.propose()
+        if entry.pngs_round != proposal.round:
+            points = np.vstack([entry.search.current, proposal.points])
+            z = torch.as_tensor(entry.space.to_latent(points), dtype=torch.float32)
+            with torch.inference_mode():
+                images = render(generator, z, torch.full((len(z),), entry.cls))
+            entry.pngs = {name: _png(image) for name, image in
+                          zip(["current", "0", "1", "2", "3"], images, strict=True)}
+            entry.pngs_round = proposal.round
+        return entry.pngs
+
     def state(session_id: str) -> State:
-        search, _, _ = session(session_id)
-        proposal = search.propose()
-        info = log.session(session_id)
-        log.record_shown(session_id, proposal.round, space_latents(session_id, proposal.points),
-                         info["class"])
+        entry = session(session_id)
+        with entry.lock:
+            proposal = entry.search.propose()
+            log.record_shown(session_id, proposal.round,
+                             entry.space.to_latent(proposal.points).tolist(), entry.cls)
+            finished = log.session(session_id)["finished"] is not None
+            description = None
+            if finished:
+                z = torch.as_tensor(entry.space.to_latent(entry.search.current)[None],
+                                    dtype=torch.float32)
+                with torch.inference_mode():
+                    image = render(generator, z, torch.full((1,), entry.cls))[0]
+                description = describe(image, names[entry.cls], proposal.round - 1)
         base = f"/api/sessions/{session_id}/images"
-        return State(session_id=session_id, round=proposal.round, current=f"{base}/current.png",
+        return State(session_id=session_id, round=proposal.round,
+                     current=f"{base}/{proposal.round}/current.png",
                      candidates=[f"{base}/{proposal.round}/{slot}.png" for slot in range(4)],
-                     finished=info["finished"] is not None)
+                     finished=finished, description=description)
 
-    def space_latents(session_id: str, points: np.ndarray) -> list[list[float]]:
-        _, space, _ = session(session_id)
-        return space.to_latent(points).tolist()
-
-    def png(latent: np.ndarray, image_class: int) -> Response:
-        z = torch.as_tensor(np.atleast_2d(latent), dtype=torch.float32)
-        image = render(generator, z, torch.full((1,), image_class))[0]
-        buffer = io.BytesIO()
-        save_image(image, buffer, format="png")
-        return Response(buffer.getvalue(), media_type="image/png")
+    def open_session(session_id: str) -> _Live:
+        entry = session(session_id)
+        if log.session(session_id)["finished"] is not None:
+            raise HTTPException(409, f"session {session_id} is finished; start a new one")
+        return entry
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         return PAGE
+
+    @app.get("/api/info", response_model=Info)
+    def info() -> Info:
+        return Info(classes=names, algorithms=list(ALGORITHMS),
+                    resolution=generator.resolution)
 
     @app.post("/api/sessions", response_model=State)
     def start(request: NewSession) -> State:
@@ -125,8 +205,11 @@ def create_app(generator: nn.Module, log: InteractionLog) -> FastAPI:
                                      f"choose 0..{generator.num_classes - 1}")
         rng = np.random.default_rng(request.seed)
         origin = rng.standard_normal(generator.latent_dim)
-        basis = (principal_directions(generator, request.k, seed=request.seed)
-                 if request.space == "ganspace" else np.eye(generator.latent_dim))
+        if request.k > generator.latent_dim:
+            raise HTTPException(422, f"k {request.k} is more directions than the latent has; "
+                                     f"choose 3..{generator.latent_dim}")
+        basis = (directions(request.k) if request.space == "ganspace"
+                 else np.eye(generator.latent_dim))
         settings = {"algorithm": request.algorithm, "seed": request.seed,
                     "origin": origin.tolist(), "basis": basis.tolist()}
         session_id = log.create_session(request.algorithm, request.image_class, settings)
@@ -138,20 +221,20 @@ def create_app(generator: nn.Module, log: InteractionLog) -> FastAPI:
 
     @app.post("/api/sessions/{session_id}/choices", response_model=State)
     def choose(session_id: str, choice: Choice) -> State:
-        search, _, lock = session(session_id)
-        with lock:
+        entry = open_session(session_id)
+        with entry.lock:
             try:
                 new = log.record_choice(session_id, choice.round, choice.index)
             except ConflictError as err:
                 raise HTTPException(409, str(err)) from err
             if new:
-                search.propose()
-                search.choose(choice.index)
+                entry.search.propose()
+                entry.search.choose(choice.index)
         return state(session_id)
 
     @app.post("/api/sessions/{session_id}/undo", response_model=State)
     def undo(session_id: str) -> State:
-        session(session_id)
+        open_session(session_id)
         with live_lock:
             log.undo(session_id)
             live.pop(session_id, None)  # rebuilt from the remaining picks
@@ -168,18 +251,15 @@ def create_app(generator: nn.Module, log: InteractionLog) -> FastAPI:
         session(session_id)
         return {"session_id": session_id, "choices": log.choices(session_id)}
 
-    @app.get("/api/sessions/{session_id}/images/current.png")
-    def current_image(session_id: str) -> Response:
-        search, space, _ = session(session_id)
-        return png(space.to_latent(search.current), log.session(session_id)["class"])
-
-    @app.get("/api/sessions/{session_id}/images/{round}/{slot}.png")
-    def candidate_image(session_id: str, round: int, slot: int) -> Response:
-        search, space, _ = session(session_id)
-        proposal = search.propose()
-        if round != proposal.round or not 0 <= slot <= 3:
-            raise HTTPException(404, f"round {round} slot {slot} is not on show "
-                                     f"(round {proposal.round} is)")
-        return png(space.to_latent(proposal.points[slot]), log.session(session_id)["class"])
+    @app.get("/api/sessions/{session_id}/images/{round}/{name}.png")
+    def image(session_id: str, round: int, name: Literal["current", "0", "1", "2", "3"]
+              ) -> Response:
+        entry = session(session_id)
+        with entry.lock:
+            if round != entry.search.propose().round:
+                raise HTTPException(404, f"round {round} is not on show (round "
+                                         f"{entry.search.propose().round} is)")
+            return Response(pngs(entry)[name], media_type="image/png",
+                            headers={"Cache-Control": "private, max-age=3600"})
 
     return app

@@ -4,7 +4,10 @@ The current image sits in the middle with the four candidates around it on
 the two axes (right/left: +u/−u, up/down: +v/−v). Click one, or press an
 arrow key; Backspace undoes the last pick; Enter means "I am satisfied" and
 shows the final image with a download link. The strip below is the path of
-picks so far.
+picks so far. The kinds of scene come from ``/api/info`` (the generator's
+classes); every session starts from a fresh random image (the seed is the
+clock). One request is in flight at a time, and an error from the API is
+shown in words above the board.
 """
 
 PAGE = """<!doctype html>
@@ -26,6 +29,7 @@ PAGE = """<!doctype html>
   #path img { width: 3rem; height: 3rem; image-rendering: pixelated; margin-right: .2rem; }
   .controls button { font-size: 1rem; margin-right: .5rem; }
   #final img { width: 16rem; height: 16rem; image-rendering: pixelated; }
+  #error { color: #b00020; }
   .hidden { display: none; }
 </style>
 </head>
@@ -34,13 +38,13 @@ PAGE = """<!doctype html>
 <form id="start">
   <p>Pick the image closest to what you want among the four around the middle one.
      Keep going until you are happy with it.</p>
-  <label>Kind of scene <select name="image_class"><option value="0">coast</option>
-    <option value="1">mountain</option></select></label>
+  <label>Kind of scene <select name="image_class" id="classes"></select></label>
   <label>Search <select name="algorithm"><option value="preference">learning (fast)</option>
     <option value="axis">paper's axes</option><option value="random">random</option>
     </select></label>
   <button type="submit">Start</button>
 </form>
+<p id="error" role="alert" class="hidden"></p>
 <section id="session" class="hidden">
   <p>Round <span id="round">1</span>: click the closest image, or press an arrow key.</p>
   <div id="board">
@@ -56,59 +60,77 @@ PAGE = """<!doctype html>
 </section>
 <section id="final" class="hidden">
   <h2>Your image</h2><img id="final-image" alt="your image">
-  <p><a id="download" download="pirtune.png">Download it</a></p>
+  <p id="description"></p>
+  <p><a id="download" download="pirtune.png">Download it</a> · <a href="/">Start again</a></p>
 </section>
 <script>
-let state = null, picks = [];
-const api = (path, body) => fetch(path, body === undefined ? {} : {
-  method: "POST", headers: {"Content-Type": "application/json"},
-  body: JSON.stringify(body)}).then(r => r.ok ? r.json() : r.json().then(e => Promise.reject(e)));
+let state = null, picks = [], busy = false;
+const $ = id => document.getElementById(id);
+function api(path, body) {
+  const options = body === undefined ? {} : {method: "POST",
+    headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
+  return fetch(path, options).then(r => r.json().then(data => {
+    if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail
+                                                               : JSON.stringify(data.detail));
+    return data;
+  }));
+}
+function act(promise) {     // one request at a time; errors shown, never swallowed
+  busy = true;
+  $("error").classList.add("hidden");
+  return promise.catch(err => { $("error").textContent = err.message;
+                                $("error").classList.remove("hidden"); })
+                .finally(() => { busy = false; });
+}
 function show(s) {
   state = s;
-  const bust = "?r=" + s.round + "&t=" + Date.now();
-  document.getElementById("round").textContent = s.round;
-  document.getElementById("current").src = s.current + bust;
+  $("round").textContent = s.round;
+  $("current").src = s.current;
   s.candidates.forEach((url, i) => { document.querySelector("#c" + i + " img").src = url; });
 }
-function choose(i) {
-  if (!state) return;
-  const src = document.querySelector("#c" + i + " img").src;
-  api("/api/sessions/" + state.session_id + "/choices", {round: state.round, index: i})
-    .then(s => { picks.push(src); drawPath(); show(s); });
-}
 function drawPath() {
-  const path = document.getElementById("path");
-  path.replaceChildren(...picks.map(src => Object.assign(new Image(), {src})));
+  $("path").replaceChildren(...picks.map(src => Object.assign(new Image(), {src, alt: ""})));
 }
-document.getElementById("start").addEventListener("submit", e => {
+function choose(i) {
+  if (!state || busy) return;
+  const src = document.querySelector("#c" + i + " img").src;
+  act(api("/api/sessions/" + state.session_id + "/choices", {round: state.round, index: i})
+    .then(s => { picks.push(src); drawPath(); show(s); }));
+}
+function undo() {
+  if (!state || busy || picks.length === 0) return;
+  act(api("/api/sessions/" + state.session_id + "/undo", {})
+    .then(s => { picks.pop(); drawPath(); show(s); }));
+}
+function finish() {
+  if (!state || busy) return;
+  act(api("/api/sessions/" + state.session_id + "/finish", {}).then(s => {
+    $("final-image").src = s.current;
+    $("download").href = s.current;
+    $("description").textContent = s.description;
+    $("session").classList.add("hidden");
+    $("final").classList.remove("hidden");
+  }));
+}
+api("/api/info").then(info => info.classes.forEach((name, i) =>
+  $("classes").append(new Option(name, i))));
+$("start").addEventListener("submit", e => {
   e.preventDefault();
   const form = new FormData(e.target);
-  api("/api/sessions", {image_class: Number(form.get("image_class")),
-                        algorithm: form.get("algorithm")}).then(s => {
-    document.getElementById("start").classList.add("hidden");
-    document.getElementById("session").classList.remove("hidden");
-    show(s);
-  });
+  act(api("/api/sessions", {image_class: Number(form.get("image_class")),
+                            algorithm: form.get("algorithm"), seed: Date.now() % 2147483647})
+    .then(s => { $("start").classList.add("hidden");
+                 $("session").classList.remove("hidden"); show(s); }));
 });
-[0, 1, 2, 3].forEach(i =>
-  document.getElementById("c" + i).addEventListener("click", () => choose(i)));
-document.getElementById("undo").addEventListener("click", () =>
-  api("/api/sessions/" + state.session_id + "/undo", {})
-    .then(s => { picks.pop(); drawPath(); show(s); }));
-document.getElementById("finish").addEventListener("click", () =>
-  api("/api/sessions/" + state.session_id + "/finish", {}).then(s => {
-    const url = s.current + "?final=" + Date.now();
-    document.getElementById("final-image").src = url;
-    document.getElementById("download").href = url;
-    document.getElementById("session").classList.add("hidden");
-    document.getElementById("final").classList.remove("hidden");
-  }));
+[0, 1, 2, 3].forEach(i => $("c" + i).addEventListener("click", () => choose(i)));
+$("undo").addEventListener("click", undo);
+$("finish").addEventListener("click", finish);
 document.addEventListener("keydown", e => {
   const keys = {ArrowRight: 0, ArrowLeft: 1, ArrowUp: 2, ArrowDown: 3};
-  if (!state || document.getElementById("session").classList.contains("hidden")) return;
+  if ($("session").classList.contains("hidden")) return;
   if (e.key in keys) { e.preventDefault(); choose(keys[e.key]); }
-  if (e.key === "Backspace") document.getElementById("undo").click();
-  if (e.key === "Enter") document.getElementById("finish").click();
+  if (e.key === "Backspace") { e.preventDefault(); undo(); }
+  if (e.key === "Enter") { e.preventDefault(); finish(); }
 });
 </script>
 </body>

@@ -3,7 +3,10 @@
     pirtune-serve --port 8000 --db runs/webapp/interactions.db
 
 Binds 127.0.0.1 unless ``--host`` says otherwise; ``--checkpoint`` picks the
-generator bundle (the shipped CPU generator by default).
+generator bundle (the shipped CPU generator by default). The page names the
+classes as the bundle's training data did: the procedural scenes' "coast" and
+"mountain", or an image folder's sub-folder names. ``--threads`` sets torch's
+threads per request (default 1: requests render in parallel instead).
 """
 
 from __future__ import annotations
@@ -12,12 +15,26 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
 import uvicorn
 
+from pirtune.data.landscapes import CLASSES
 from pirtune.errors import UsageError
 from pirtune.models.acgan import load_bundle
 from pirtune.webapp.app import create_app
 from pirtune.webapp.store import InteractionLog
+
+
+def class_names(meta: dict, num_classes: int) -> list[str]:
+    """The generator's class names, read from its bundle's data settings."""
+    root = (meta.get("provenance") or {}).get("data", {}).get("root", "absent")
+    if root is None and len(CLASSES) == num_classes:
+        return list(CLASSES)
+    if root not in (None, "absent") and Path(root).is_dir():
+        folders = sorted(p.name for p in Path(root).iterdir() if p.is_dir())  # ImageFolder's order
+        if len(folders) == num_classes:
+            return folders
+    return [f"class {c}" for c in range(num_classes)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,15 +48,20 @@ def main(argv: list[str] | None = None) -> None:
                         default=REPO_ROOT / "checkpoints" / "acgan-cpu.pt")
     parser.add_argument("--db", type=Path, default=REPO_ROOT / "runs" / "webapp" /
                         "interactions.db")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     try:
-        generator, _, _ = load_bundle(args.checkpoint)
+        if args.threads < 1:
+            raise UsageError(f"--threads {args.threads} must be at least 1")
+        generator, _, meta = load_bundle(args.checkpoint)
     except UsageError as err:
         print(f"pirtune-serve: error: {err}", file=sys.stderr)
         sys.exit(2)
     generator.eval()
-    uvicorn.run(create_app(generator, InteractionLog(args.db)), host=args.host, port=args.port,
-                log_level="warning")
+    app = create_app(generator, InteractionLog(args.db), class_names(meta, generator.num_classes))
+    torch.set_num_threads(args.threads)   # after the start-up PCA, which uses every core
+    print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,12 @@ Tables:
 * ``sessions``: id (unguessable), creation time, algorithm, class, settings (JSON),
   finish time;
 * ``shown``: (session, round, slot 0–3) → latent (JSON), class, time;
-* ``choices``: (session, round) → the picked slot, time.
+* ``choices``: (session, round) → the picked slot, time;
+* ``undone_choices`` and ``undone_shown``: what an undo took back (the pick and
+  the round shown after it), with the time of the undo: nothing is deleted.
+
+``shown`` and ``choices`` hold each session's live path, which the export
+turns into PIR data; the ``undone_*`` tables keep the rest.
 """
 
 from __future__ import annotations
@@ -53,6 +58,22 @@ CREATE TABLE IF NOT EXISTS choices (
     slot INTEGER NOT NULL CHECK (slot BETWEEN 0 AND 3),
     created REAL NOT NULL,
     PRIMARY KEY (session_id, round)
+);
+CREATE TABLE IF NOT EXISTS undone_choices (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    created REAL NOT NULL,
+    undone REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS undone_shown (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    latent TEXT NOT NULL,
+    class INTEGER NOT NULL,
+    created REAL NOT NULL,
+    undone REAL NOT NULL
 );
 """
 
@@ -172,9 +193,15 @@ class InteractionLog:
                               (session_id,)).fetchone()[0]
             if last is None:
                 return None
+            # Moved, not deleted: the pick, and the next round's candidates (proposed
+            # afresh after an undo).
+            now = time.time()
+            db.execute("INSERT INTO undone_choices SELECT *, ? FROM choices "
+                       "WHERE session_id = ? AND round = ?", (now, session_id, last))
             db.execute("DELETE FROM choices WHERE session_id = ? AND round = ?",
                        (session_id, last))
-            # The next round's candidates are proposed afresh after an undo.
+            db.execute("INSERT INTO undone_shown SELECT *, ? FROM shown "
+                       "WHERE session_id = ? AND round > ?", (now, session_id, last))
             db.execute("DELETE FROM shown WHERE session_id = ? AND round > ?",
                        (session_id, last))
         return last
@@ -185,6 +212,13 @@ class InteractionLog:
         rows = self._db.execute("SELECT slot FROM choices WHERE session_id = ? ORDER BY round",
                                 (session_id,)).fetchall()
         return [slot for (slot,) in rows]
+
+    def undone(self, session_id: str) -> list[tuple[int, int]]:
+        """The (round, slot) picks an undo took back, oldest first."""
+        self.session(session_id)
+        return [tuple(row) for row in self._db.execute(
+            "SELECT round, slot FROM undone_choices WHERE session_id = ? ORDER BY undone",
+            (session_id,)).fetchall()]
 
     def finish(self, session_id: str) -> None:
         """Mark the session finished (the person is satisfied)."""
