@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CHECKPOINT := checkpoints/acgan-cpu.pt
 
-.PHONY: run test lint bench clean
+.PHONY: run test browser screenshots serve lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,14 +20,31 @@ run: $(STAMP)
 	    $(BIN)/python scripts/ship_generator.py runs/cpu-pretrain/generator.pt $(CHECKPOINT) )
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/pirtune-train
 
-test: $(STAMP)
+# The browser test drives Debian's chromium (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+browser:
+	test -x $(CHROMIUM) || ( $(SUDO) apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium )
+
+# The README's pictures of the page, taken by the browser test.
+screenshots: $(STAMP) browser
+	PIRTUNE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/webapp/test_browser.py
+
+# The four-choice web app on http://127.0.0.1:8000/, logging to runs/webapp/interactions.db.
+serve: $(STAMP)
+	$(BIN)/pirtune-serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts
 
 bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/bench/pretrain_throughput.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/bench/webapp.py --out docs/bench
 
 clean:
 	rm -rf runs .cache

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -133,53 +128,25 @@ def test_a_restarted_server_continues_every_session(tmp_path, generator):
     assert restarted.get(state["candidates"][2]).content == before  # the same four on show
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(db: Path, port: int) -> subprocess.Popen:
-    command = Path(sys.executable).parent / "pirtune-serve"  # the installed console script
-    server = subprocess.Popen([str(command), "--port", str(port), "--db", str(db)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    raise AssertionError(server.stderr.read().decode()[-2000:])
-
-
-def test_a_killed_server_continues_the_session_with_nothing_lost(tmp_path):
-    db, port = tmp_path / "log.db", _free_port()
-    server = _serve(db, port)
-    url = f"http://127.0.0.1:{port}/api/sessions"
-    try:
-        session_id = httpx.post(url, json={"k": 4}, timeout=30).json()["session_id"]
-        for round_, pick in enumerate([1, 0, 2], start=1):
-            state = httpx.post(f"{url}/{session_id}/choices",
-                               json={"round": round_, "index": pick}, timeout=30).json()
-        shown = httpx.get(f"http://127.0.0.1:{port}{state['candidates'][0]}", timeout=30).content
-    finally:
-        server.send_signal(signal.SIGKILL)
-        server.wait()
-    server = _serve(db, port)
-    try:
-        state = httpx.get(f"{url}/{session_id}", timeout=30).json()
-        assert state["round"] == 4
-        assert httpx.get(f"http://127.0.0.1:{port}{state['candidates'][0]}",
-                         timeout=30).content == shown
-        state = httpx.post(f"{url}/{session_id}/choices", json={"round": 4, "index": 3},
-                           timeout=30).json()
-        assert state["round"] == 5
-        assert httpx.get(f"{url}/{session_id}/history", timeout=30).json()["choices"] == [
-            1, 0, 2, 3]
-    finally:
-        server.send_signal(signal.SIGKILL)
-        server.wait()
+def test_a_killed_server_continues_the_session_with_nothing_lost(tmp_path, serve):
+    db = tmp_path / "log.db"
+    server, base = serve(db)
+    url = f"{base}/api/sessions"
+    session_id = httpx.post(url, json={"k": 4}, timeout=30).json()["session_id"]
+    for round_, pick in enumerate([1, 0, 2], start=1):
+        state = httpx.post(f"{url}/{session_id}/choices",
+                           json={"round": round_, "index": pick}, timeout=30).json()
+    shown = httpx.get(f"{base}{state['candidates'][0]}", timeout=30).content
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    serve(db, int(base.rsplit(":", 1)[1]))      # the same port, the same database
+    state = httpx.get(f"{url}/{session_id}", timeout=30).json()
+    assert state["round"] == 4
+    assert httpx.get(f"{base}{state['candidates'][0]}", timeout=30).content == shown
+    state = httpx.post(f"{url}/{session_id}/choices", json={"round": 4, "index": 3},
+                       timeout=30).json()
+    assert state["round"] == 5
+    assert httpx.get(f"{url}/{session_id}/history", timeout=30).json()["choices"] == [1, 0, 2, 3]
 
 
 def test_the_page_is_served_and_drives_the_api(tmp_path, generator):
@@ -196,10 +163,9 @@ def test_the_page_is_served_and_drives_the_api(tmp_path, generator):
     assert "http://" not in html and "https://" not in html  # nothing from the network
 
 
-def test_twenty_concurrent_people_keep_separate_sessions(tmp_path):
-    db, port = tmp_path / "log.db", _free_port()
-    server = _serve(db, port)
-    base = f"http://127.0.0.1:{port}"
+def test_twenty_concurrent_people_keep_separate_sessions(tmp_path, serve):
+    db = tmp_path / "log.db"
+    _, base = serve(db)
 
     def person(i: int) -> tuple[str, list[int], list[int]]:
         with httpx.Client(base_url=base, timeout=60) as client:
@@ -215,12 +181,8 @@ def test_twenty_concurrent_people_keep_separate_sessions(tmp_path):
             history = client.get(f"/api/sessions/{state['session_id']}/history").json()
             return state["session_id"], picks, history["choices"]
 
-    try:
-        with ThreadPoolExecutor(20) as pool:
-            results = list(pool.map(person, range(20)))
-    finally:
-        server.send_signal(signal.SIGKILL)
-        server.wait()
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(person, range(20)))
     assert len({session_id for session_id, _, _ in results}) == 20
     for _, picks, history in results:
         assert history == picks

@@ -91,9 +91,15 @@ function show(s) {
 function drawPath() {
   $("path").replaceChildren(...picks.map(src => Object.assign(new Image(), {src, alt: ""})));
 }
+function snapshot(img) {    // the path keeps the pixels: past rounds' URLs are not served
+  const canvas = Object.assign(document.createElement("canvas"),
+                               {width: img.naturalWidth, height: img.naturalHeight});
+  canvas.getContext("2d").drawImage(img, 0, 0);
+  return canvas.toDataURL("image/png");
+}
 function choose(i) {
   if (!state || busy) return;
-  const src = document.querySelector("#c" + i + " img").src;
+  const src = snapshot(document.querySelector("#c" + i + " img"));
   act(api("/api/sessions/" + state.session_id + "/choices", {round: state.round, index: i})
     .then(s => { picks.push(src); drawPath(); show(s); }));
 }

@@ -99,7 +99,11 @@ class Shown:
 
 
 class InteractionLog:
-    """The SQLite interaction log (see the module docstring); safe across threads."""
+    """The SQLite interaction log (see the module docstring); safe across threads.
+
+    One connection serves every thread, one statement or transaction at a time
+    (a lock), so no reader ever sees another thread's open transaction.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -133,11 +137,16 @@ class InteractionLog:
                        (session_id, time.time(), algorithm, int(cls), json.dumps(settings)))
         return session_id
 
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """The rows of a query, on the shared connection (one thread at a time)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
     def session(self, session_id: str) -> dict[str, Any]:
         """The session's algorithm, class, settings and finish time."""
-        row = self._db.execute(
+        row = next(iter(self._read(
             "SELECT algorithm, class, settings, finished FROM sessions WHERE id = ?",
-            (session_id,)).fetchone()
+            (session_id,))), None)
         if row is None:
             raise UnknownSessionError(f"session {session_id!r} does not exist; start a new one")
         return {"algorithm": row[0], "class": row[1], "settings": json.loads(row[2]),
@@ -209,16 +218,16 @@ class InteractionLog:
     def choices(self, session_id: str) -> list[int]:
         """The session's picks in round order (round 1 first)."""
         self.session(session_id)
-        rows = self._db.execute("SELECT slot FROM choices WHERE session_id = ? ORDER BY round",
-                                (session_id,)).fetchall()
+        rows = self._read("SELECT slot FROM choices WHERE session_id = ? ORDER BY round",
+                          (session_id,))
         return [slot for (slot,) in rows]
 
     def undone(self, session_id: str) -> list[tuple[int, int]]:
         """The (round, slot) picks an undo took back, oldest first."""
         self.session(session_id)
-        return [tuple(row) for row in self._db.execute(
+        return [tuple(row) for row in self._read(
             "SELECT round, slot FROM undone_choices WHERE session_id = ? ORDER BY undone",
-            (session_id,)).fetchall()]
+            (session_id,))]
 
     def finish(self, session_id: str) -> None:
         """Mark the session finished (the person is satisfied)."""
@@ -229,9 +238,9 @@ class InteractionLog:
 
     def shown(self) -> list[Shown]:
         """Every image shown in every session, with whether it was picked."""
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT s.session_id, s.round, s.slot, s.latent, s.class, c.slot "
             "FROM shown s LEFT JOIN choices c ON c.session_id = s.session_id "
-            "AND c.round = s.round ORDER BY s.session_id, s.round, s.slot").fetchall()
+            "AND c.round = s.round ORDER BY s.session_id, s.round, s.slot")
         return [Shown(sid, rnd, slot, json.loads(latent), cls, picked == slot)
                 for sid, rnd, slot, latent, cls, picked in rows]

@@ -1,0 +1,257 @@
+"""Web app latency: time per four-choice round, alone in process and with 20 people on a server.
+
+Two measurements with the shipped generator on CPU (issue 6):
+
+1. One person at a time, in process: FastAPI's ``TestClient`` over
+   ``create_app`` with one torch thread, ``--sessions`` sessions of
+   ``--rounds`` rounds each. A round is the pick (POST; the search proposes the
+   next four) and the five PNGs it puts on show (the current image and the four
+   candidates). The picks are a ``SimulatedPerson``'s, steering towards a
+   seeded random target. Reports p50/p95/max per round against the target p95
+   under 200 ms; the session start (POST plus the first five PNGs) is timed
+   apart.
+2. ``--people`` people at once against ``pirtune-serve`` (a subprocess on a
+   free port, fresh database, one torch thread per request): each is a thread
+   with its own ``httpx.Client`` playing one session of ``--people-rounds``
+   rounds with seeded random picks. Reports requests, wall time, requests per
+   second and the per-round latency the people saw.
+
+Writes ``<out>/webapp.json`` (every figure and the machine) and
+``<out>/webapp.md`` (the table, also printed). Run it alone: on a 2-core
+machine a second busy process distorts the figures.
+
+    python scripts/bench/webapp.py --out docs/bench
+    python scripts/bench/webapp.py --quick --out /tmp/webapp-bench   # a smoke run
+"""
+
+from __future__ import annotations
+
+import os
+
+# Idle OpenMP threads sleep instead of spinning, here and in the server (as `make bench`).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from pirtune.models.acgan import load_bundle  # noqa: E402
+from pirtune.search import SimulatedPerson  # noqa: E402
+from pirtune.search.space import SearchSpace  # noqa: E402
+from pirtune.train import REPO_ROOT  # noqa: E402
+from pirtune.webapp import InteractionLog  # noqa: E402
+from pirtune.webapp.app import create_app  # noqa: E402
+from pirtune.webapp.serve import class_names  # noqa: E402
+
+K = 8                     # GANSpace directions, the page's default
+ALGORITHM = "preference"
+TARGET_P95_MS = 200.0
+QUICK = {"sessions": 2, "rounds": 3, "people": 3, "people_rounds": 3}
+
+
+def _ms(seconds: list[float]) -> dict[str, float]:
+    """p50, p95 and max of durations in seconds, as milliseconds."""
+    values = 1000 * np.asarray(seconds)
+    return {"p50": round(float(np.percentile(values, 50)), 1),
+            "p95": round(float(np.percentile(values, 95)), 1),
+            "max": round(float(values.max()), 1)}
+
+
+def _images(client: httpx.Client | TestClient, state: dict) -> int:
+    """Fetch the round's five PNGs; return the number of requests."""
+    for url in (state["current"], *state["candidates"]):
+        client.get(url).raise_for_status()
+    return 5
+
+
+def in_process(checkpoint: Path, sessions: int, rounds: int) -> dict:
+    """Per-round latency of one person at a time through ``TestClient`` (one torch thread)."""
+    generator, _, meta = load_bundle(checkpoint)
+    generator.eval()
+    starts, times = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        log = InteractionLog(Path(tmp) / "log.db")
+        app = create_app(generator, log, class_names(meta, generator.num_classes))
+        torch.set_num_threads(1)   # after the start-up PCA, as pirtune-serve does
+        with TestClient(app) as client:
+            for i in range(sessions):
+                started = time.perf_counter()
+                state = client.post("/api/sessions", json={
+                    "k": K, "seed": i, "image_class": i % generator.num_classes,
+                    "algorithm": ALGORITHM}).raise_for_status().json()
+                _images(client, state)
+                starts.append(time.perf_counter() - started)
+                session_id = state["session_id"]
+                settings = log.session(session_id)["settings"]
+                space = SearchSpace(np.array(settings["origin"]), np.array(settings["basis"]))
+                person = SimulatedPerson(np.random.default_rng(i).standard_normal(K))
+                for round_ in range(1, rounds + 1):
+                    shown = [s for s in log.shown()
+                             if s.session_id == session_id and s.round == round_]
+                    pick = person.pick(space.to_coords(np.array([s.latent for s in shown])))
+                    started = time.perf_counter()
+                    state = client.post(f"/api/sessions/{session_id}/choices", json={
+                        "round": round_, "index": pick}).raise_for_status().json()
+                    _images(client, state)
+                    times.append(time.perf_counter() - started)
+        log.close()
+    round_ms = _ms(times)
+    return {"sessions": sessions, "rounds": rounds, "torch_threads": 1,
+            "round_ms": round_ms, "start_ms": _ms(starts),
+            "target_p95_ms": TARGET_P95_MS, "meets_target": round_ms["p95"] < TARGET_P95_MS}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_up(server: subprocess.Popen, base: str, errors: Path,
+                   timeout: float = 300.0) -> dict:
+    """The server's ``/api/info`` once it answers (it loads the generator and runs a PCA first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"pirtune-serve exited with {server.returncode}: "
+                               f"{errors.read_text()[-2000:]}")
+        try:
+            info = httpx.get(f"{base}/api/info", timeout=1)
+            if info.status_code == 200:
+                return info.json()
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise RuntimeError(f"pirtune-serve did not answer /api/info within {timeout:.0f} s: "
+                       f"{errors.read_text()[-2000:]}")
+
+
+def concurrent(checkpoint: Path, people: int, rounds: int) -> dict:
+    """Requests per second and per-round latency of ``people`` sessions at once on a server."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = Path(sys.executable).parent / "pirtune-serve"   # the installed console script
+    barrier = threading.Barrier(people + 1)   # everyone starts at once
+
+    def person(i: int, num_classes: int) -> tuple[int, float, list[float]]:
+        rng = np.random.default_rng(i)
+        with httpx.Client(base_url=base, timeout=120) as client:
+            barrier.wait()
+            started = time.perf_counter()
+            state = client.post("/api/sessions", json={
+                "k": K, "seed": i, "image_class": i % num_classes, "algorithm": ALGORITHM,
+            }).raise_for_status().json()
+            requests = 1 + _images(client, state)
+            start = time.perf_counter() - started
+            times = []
+            for round_ in range(1, rounds + 1):
+                started = time.perf_counter()
+                state = client.post(f"/api/sessions/{state['session_id']}/choices", json={
+                    "round": round_, "index": int(rng.integers(4))}).raise_for_status().json()
+                requests += 1 + _images(client, state)
+                times.append(time.perf_counter() - started)
+        return requests, start, times
+
+    with tempfile.TemporaryDirectory() as tmp:
+        errors = Path(tmp) / "serve.err"
+        with open(errors, "w") as err:
+            server = subprocess.Popen(
+                [str(command), "--port", str(port), "--db", str(Path(tmp) / "log.db"),
+                 "--checkpoint", str(checkpoint), "--threads", "1"],
+                stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ))
+        try:
+            num_classes = len(_wait_until_up(server, base, errors)["classes"])
+            with ThreadPoolExecutor(people) as pool:
+                futures = [pool.submit(person, i, num_classes) for i in range(people)]
+                barrier.wait()
+                started = time.perf_counter()
+                results = [f.result() for f in futures]
+                wall = time.perf_counter() - started
+        finally:
+            server.kill()
+            server.wait()
+    requests = sum(r for r, _, _ in results)
+    return {"people": people, "rounds": rounds, "server_torch_threads": 1,
+            "requests": requests, "wall_s": round(wall, 2),
+            "requests_per_s": round(requests / wall, 1),
+            "round_ms": _ms([t for _, _, times in results for t in times]),
+            "start_ms": _ms([s for _, s, _ in results])}
+
+
+def table(result: dict) -> str:
+    """The Markdown table of both measurements."""
+    one, many = result["in_process"], result["concurrent"]
+    machine = result["machine"]
+    verdict = "yes" if one["meets_target"] else "no"
+    lines = [
+        f"Shipped generator on CPU ({machine['processor'] or machine['machine']}, "
+        f"{machine['cpu_count']} cores, torch {machine['torch']}); k = {K}, {ALGORITHM} search. "
+        "A round is a pick and its five PNGs.",
+        "",
+        "| setting | rounds | round p50 (ms) | round p95 (ms) | round max (ms) | "
+        "session start p50 (ms) | notes |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        f"| one person, in process, 1 thread | {one['sessions']} × {one['rounds']} | "
+        f"{one['round_ms']['p50']:.0f} | {one['round_ms']['p95']:.0f} | "
+        f"{one['round_ms']['max']:.0f} | {one['start_ms']['p50']:.0f} | "
+        f"p95 < {TARGET_P95_MS:.0f} ms: {verdict} |",
+        f"| {many['people']} people at once, pirtune-serve | "
+        f"{many['people']} × {many['rounds']} | {many['round_ms']['p50']:.0f} | "
+        f"{many['round_ms']['p95']:.0f} | {many['round_ms']['max']:.0f} | "
+        f"{many['start_ms']['p50']:.0f} | {many['requests']} requests in "
+        f"{many['wall_s']:.1f} s, {many['requests_per_s']:.0f} req/s |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path,
+                        default=REPO_ROOT / "checkpoints" / "acgan-cpu.pt")
+    parser.add_argument("--sessions", type=int, default=10, help="in-process sessions")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds per in-process session")
+    parser.add_argument("--people", type=int, default=20, help="concurrent people on the server")
+    parser.add_argument("--people-rounds", type=int, default=20,
+                        help="rounds per concurrent person")
+    parser.add_argument("--out", type=Path, default=Path("docs/bench"))
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    args = parser.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    result = {
+        "machine": {"processor": platform.processor(), "machine": platform.machine(),
+                    "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__,
+                    "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]},
+        "checkpoint": str(args.checkpoint), "k": K, "algorithm": ALGORITHM,
+        "quick": args.quick,
+    }
+    result["in_process"] = in_process(args.checkpoint, args.sessions, args.rounds)
+    print(f"in process: {json.dumps(result['in_process'])}", flush=True)
+    result["concurrent"] = concurrent(args.checkpoint, args.people, args.people_rounds)
+    print(f"concurrent: {json.dumps(result['concurrent'])}", flush=True)
+
+    (args.out / "webapp.json").write_text(json.dumps(result, indent=2) + "\n")
+    markdown = table(result)
+    (args.out / "webapp.md").write_text(markdown)
+    print(markdown, end="")
+    print(f"wrote {args.out / 'webapp.json'} and webapp.md")
+
+
+if __name__ == "__main__":
+    main()
