@@ -4,8 +4,9 @@
 every pick in SQLite; ``create_app`` (``app``) is the HTTP API over it;
 ``export_pir_dataset`` (``export``) turns the log into a PIR dataset that
 ``stage=estimate`` trains on; ``page`` is the HTML page the app serves at
-``/`` and ``serve`` the ``pirtune-serve`` command. The browser test and the
-latency benchmark (issue 6) are still to come.
+``/`` and ``serve`` the ``pirtune-serve`` command; ``describe`` puts a
+finished session's image into words. ``stage=estimate data=interactions``
+trains the PIR estimator on the log.
 """
 
 from pirtune.webapp.export import export_pir_dataset
