@@ -10,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from pirtune import pipeline
 from pirtune.train import CONFIG_DIR, register_resolvers
 
 register_resolvers()
@@ -47,3 +48,14 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 def tiny_overrides() -> list[str]:
     """The TINY overrides, for tests that compose or launch outside ``make_cfg``."""
     return list(TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tmp_path_factory, tiny_overrides) -> Path:
+    """A TINY generator bundle after two pre-training iterations, shared by the suite."""
+    run = tmp_path_factory.mktemp("gan")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train",
+                      overrides=[f"run_dir={run}", *tiny_overrides, "stage=pretrain",
+                                 "pretrain.iterations=2"])
+    return pipeline.pretrain(cfg)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from hydra import compose, initialize_config_dir
 
 from pirtune import pipeline
 from pirtune.data.pir_dataset import read_pir_dataset
@@ -19,19 +18,8 @@ from pirtune.errors import UsageError
 from pirtune.evaluation import load_evaluations
 from pirtune.models.acgan import load_bundle
 from pirtune.report import HEADINGS
-from pirtune.train import CONFIG_DIR
 
 SECTIONS = list(HEADINGS.values())
-
-
-@pytest.fixture(scope="module")
-def tiny_generator(tmp_path_factory, tiny_overrides) -> Path:
-    run = tmp_path_factory.mktemp("gan")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train",
-                      overrides=[f"run_dir={run}", *tiny_overrides, "stage=pretrain",
-                                 "pretrain.iterations=2"])
-    return pipeline.pretrain(cfg)
 
 
 def loop_settings(generator: Path) -> list[str]:

@@ -85,6 +85,9 @@ def test_bad_input_gets_a_clear_status_and_changes_nothing(tmp_path, generator):
     assert client.get(f"/api/sessions/{session_id}/images/1/..%2Fetc.png").status_code in (
         404, 422)
     assert log.choices(session_id) == [] and len(log.shown()) == 4   # round 1, once
+    history = client.get(f"/api/sessions/{session_id}/history").json()
+    assert history["choices"] == [] and history["undone"] == [[1, 2]]
+    assert history["finished"] is False
 
 
 def test_finishing_describes_the_image_and_closes_the_session(tmp_path, generator):

@@ -24,16 +24,6 @@ ESTIMATE = ["stage=estimate", "data=interactions", "data.resolution=16", "logger
 
 
 @pytest.fixture(scope="module")
-def tiny_generator(tmp_path_factory, tiny_overrides) -> Path:
-    run = tmp_path_factory.mktemp("gan")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train",
-                      overrides=[f"run_dir={run}", *tiny_overrides, "stage=pretrain",
-                                 "pretrain.iterations=1"])
-    return pipeline.pretrain(cfg)
-
-
-@pytest.fixture(scope="module")
 def logged(tmp_path_factory) -> tuple[Path, dict[tuple, list[int]]]:
     """An interaction log of two sessions, and per (latent, class) [impressions, positives].
 

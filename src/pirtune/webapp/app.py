@@ -78,6 +78,17 @@ class State(BaseModel):
     description: str | None = None
 
 
+class History(BaseModel):
+    """A session's picks in round order, and the picks an undo took back (round, slot)."""
+
+    session_id: str
+    algorithm: str
+    image_class: int
+    choices: list[int]
+    undone: list[tuple[int, int]]
+    finished: bool
+
+
 class Info(BaseModel):
     """What the page needs to know about the generator behind the API."""
 
@@ -246,10 +257,13 @@ def create_app(generator: nn.Module, log: InteractionLog,
         log.finish(session_id)
         return state(session_id)
 
-    @app.get("/api/sessions/{session_id}/history")
-    def history(session_id: str) -> dict:
+    @app.get("/api/sessions/{session_id}/history", response_model=History)
+    def history(session_id: str) -> History:
         session(session_id)
-        return {"session_id": session_id, "choices": log.choices(session_id)}
+        info = log.session(session_id)
+        return History(session_id=session_id, algorithm=info["algorithm"],
+                       image_class=info["class"], choices=log.choices(session_id),
+                       undone=log.undone(session_id), finished=info["finished"] is not None)
 
     @app.get("/api/sessions/{session_id}/images/{round}/{name}.png")
     def image(session_id: str, round: int, name: Literal["current", "0", "1", "2", "3"]
