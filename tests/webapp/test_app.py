@@ -194,3 +194,22 @@ def test_twenty_concurrent_people_keep_separate_sessions(tmp_path, serve):
         assert log.choices(session_id) == picks
         assert log.session(session_id)["class"] == i % 2
     assert len(log.shown()) == 20 * 6 * 4   # rounds 1–6 on show in every session
+
+
+def test_preference_sessions_search_around_typical_images(tmp_path, generator):
+    """The prior says the target is a latent the generator draws, z* ~ N(0, I)."""
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    session_id = client.post("/api/sessions", json={"k": 8, "seed": 5}).json()["session_id"]
+    settings = log.session(session_id)["settings"]
+    origin, basis = np.array(settings["origin"]), np.array(settings["basis"])
+    shown = np.array([s.latent for s in log.shown()])
+    # The first image is the origin with its component in the searched directions removed
+    # (the prior's centre); the candidates step one expected distance, √k·1, from it.
+    centre = origin - basis.T @ (basis @ origin)
+    np.testing.assert_allclose(_space(log, session_id).to_latent(
+        np.array(settings["preference"]["start"])), centre, atol=1e-9)
+    offsets = np.linalg.norm(basis @ shown.T, axis=0)
+    assert np.all(offsets < 1.1 * np.sqrt(8)) and np.all(offsets > 0.5)
+    np.testing.assert_allclose(shown - centre, (basis.T @ (basis @ (shown - centre).T)).T,
+                               atol=1e-9)   # candidates move only in the searched directions

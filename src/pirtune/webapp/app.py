@@ -109,11 +109,29 @@ class _Live:
     pngs_round: int = 0
 
 
+def _preference_prior(origin: np.ndarray, basis: np.ndarray) -> dict:
+    """PreferenceSearch's settings for people: the prior that the target is a typical latent.
+
+    The person wants an image the generator draws, z* ~ N(0, I), so in the
+    session's coordinates (z = origin + c·basis) the target is c* ~ N(−basis·origin,
+    I): the prior is centred there with SD 1, and the first image shown is its
+    centre. Candidates step one expected distance (``step_scale`` 1, not the
+    library's 2), which keeps them about two SDs out at the start: further out the
+    shipped generator draws mostly black or saturated images that no one would
+    pick, while for the quadrant a pick reveals the step does not matter.
+    """
+    return {"start": (-basis @ origin).tolist(), "prior_sd": 1.0, "step_scale": 1.0}
+
+
 def _search(settings: dict) -> FourChoiceSearch:
-    start = np.zeros(len(settings["basis"]))
+    """The session's search, from its stored settings (the same settings, the same search)."""
+    dim = len(settings["basis"])
     if settings["algorithm"] == "preference":
-        return PreferenceSearch(start)
-    return ALGORITHMS[settings["algorithm"]](start, seed=settings["seed"])
+        prior = settings.get("preference", {})  # logs from before the prior was stored
+        return PreferenceSearch(np.array(prior.get("start", np.zeros(dim))),
+                                prior_sd=prior.get("prior_sd", np.sqrt(2)),
+                                step_scale=prior.get("step_scale", 2.0))
+    return ALGORITHMS[settings["algorithm"]](np.zeros(dim), seed=settings["seed"])
 
 
 def _png(image: torch.Tensor) -> bytes:
@@ -222,7 +240,8 @@ def create_app(generator: nn.Module, log: InteractionLog,
         basis = (directions(request.k) if request.space == "ganspace"
                  else np.eye(generator.latent_dim))
         settings = {"algorithm": request.algorithm, "seed": request.seed,
-                    "origin": origin.tolist(), "basis": basis.tolist()}
+                    "origin": origin.tolist(), "basis": basis.tolist(),
+                    "preference": _preference_prior(origin, basis)}
         session_id = log.create_session(request.algorithm, request.image_class, settings)
         return state(session_id)
 
