@@ -209,7 +209,7 @@ def test_preference_sessions_search_around_typical_images(tmp_path, generator):
     centre = origin - basis.T @ (basis @ origin)
     np.testing.assert_allclose(_space(log, session_id).to_latent(
         np.array(settings["preference"]["start"])), centre, atol=1e-9)
-    offsets = np.linalg.norm(basis @ shown.T, axis=0)
-    assert np.all(offsets < 1.1 * np.sqrt(8)) and np.all(offsets > 0.5)
+    offsets = np.linalg.norm(basis @ (shown - centre).T, axis=0)
+    assert offsets == pytest.approx(np.full(4, np.sqrt(8)), rel=0.01)  # grid: 0.6 % steps
     np.testing.assert_allclose(shown - centre, (basis.T @ (basis @ (shown - centre).T)).T,
                                atol=1e-9)   # candidates move only in the searched directions
