@@ -20,8 +20,10 @@ run: $(STAMP)
 	    $(BIN)/python scripts/ship_generator.py runs/cpu-pretrain/generator.pt $(CHECKPOINT) )
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/pirtune-train
 
-# The browser test drives Debian's chromium (never a downloaded browser).
-CHROMIUM := /usr/bin/chromium
+# The browser test drives Debian's chromium (never a downloaded browser); another
+# installed Chromium or Chrome: make test CHROMIUM=/usr/bin/google-chrome.
+CHROMIUM ?= /usr/bin/chromium
+export PIRTUNE_CHROMIUM := $(CHROMIUM)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 test: $(STAMP) browser

@@ -2,10 +2,10 @@
 
 The test starts ``pirtune-serve`` on a free localhost port and headless
 Chromium (``/usr/bin/chromium``, never a downloaded browser; ``make browser``
-installs it) with a fresh profile, then clicks through five rounds, undoes
-one, finishes, and checks the page and the database. With
-``PIRTUNE_SCREENSHOTS=<folder>`` it also saves the README's screenshots there
-(``make screenshots``).
+installs it; ``PIRTUNE_CHROMIUM`` names another) with a fresh profile, then
+clicks through five rounds, undoes one, finishes, and checks the page and the
+database. With ``PIRTUNE_SCREENSHOTS=<folder>`` it also saves the README's
+screenshots there (``make screenshots``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from pirtune.webapp import InteractionLog
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("PIRTUNE_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 IMAGES_LOADED = """() => [...document.images].filter(i => i.offsetParent !== null)
