@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from pirtune.stats import ALPHA, cohens_d, mean_change, welch_test
+from pirtune.stats import ALPHA, TooLittleData, cohens_d, mean_change, ols, welch_test
 
 BEFORE = np.array([0.61, 0.55, 0.70, 0.64, 0.58, 0.49, 0.66, 0.72, 0.60, 0.57])
 AFTER = np.array([0.71, 0.80, 0.66, 0.77, 0.85, 0.74, 0.69, 0.90, 0.79, 0.75, 0.83, 0.70])
@@ -60,3 +60,12 @@ def test_mean_change_reports_every_figure_and_the_threshold():
 def test_too_few_values_are_refused():
     with pytest.raises(ValueError, match="before has 1 values"):
         mean_change([0.5], [0.5, 0.6])
+
+
+def test_ols_says_why_it_cannot_fit():
+    with pytest.raises(TooLittleData, match="zero_share is the same at every point"):
+        ols([0.1, 0.2, 0.3, 0.5, 0.4, 0.6],
+            {"initial_sd": [1, 2, 3, 4, 5, 7], "zero_share": [0.2] * 6})
+    with pytest.raises(TooLittleData, match="at least 3 points, and there are 2"):
+        # The NaN point is left out.
+        ols([0.1, 0.2, float("nan")], {"predicted_delta": [0.1, 0.3, 0.2]})

@@ -34,9 +34,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -54,7 +51,7 @@ from pirtune.search.space import SearchSpace  # noqa: E402
 from pirtune.train import REPO_ROOT  # noqa: E402
 from pirtune.webapp import InteractionLog  # noqa: E402
 from pirtune.webapp.app import create_app  # noqa: E402
-from pirtune.webapp.serve import class_names  # noqa: E402
+from pirtune.webapp.serve import class_names, launch  # noqa: E402
 
 K = 8                     # GANSpace directions, the page's default
 ALGORITHM = "preference"
@@ -114,38 +111,11 @@ def in_process(checkpoint: Path, sessions: int, rounds: int) -> dict:
             "target_p95_ms": TARGET_P95_MS, "meets_target": round_ms["p95"] < TARGET_P95_MS}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(server: subprocess.Popen, base: str, errors: Path,
-                   timeout: float = 300.0) -> dict:
-    """The server's ``/api/info`` once it answers (it loads the generator and runs a PCA first)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"pirtune-serve exited with {server.returncode}: "
-                               f"{errors.read_text()[-2000:]}")
-        try:
-            info = httpx.get(f"{base}/api/info", timeout=1)
-            if info.status_code == 200:
-                return info.json()
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError(f"pirtune-serve did not answer /api/info within {timeout:.0f} s: "
-                       f"{errors.read_text()[-2000:]}")
-
-
 def concurrent(checkpoint: Path, people: int, rounds: int) -> dict:
     """Requests per second and per-round latency of ``people`` sessions at once on a server."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = Path(sys.executable).parent / "pirtune-serve"   # the installed console script
     barrier = threading.Barrier(people + 1)   # everyone starts at once
 
-    def person(i: int, num_classes: int) -> tuple[int, float, list[float]]:
+    def person(base: str, i: int, num_classes: int) -> tuple[int, float, list[float]]:
         rng = np.random.default_rng(i)
         with httpx.Client(base_url=base, timeout=120) as client:
             barrier.wait()
@@ -165,16 +135,12 @@ def concurrent(checkpoint: Path, people: int, rounds: int) -> dict:
         return requests, start, times
 
     with tempfile.TemporaryDirectory() as tmp:
-        errors = Path(tmp) / "serve.err"
-        with open(errors, "w") as err:
-            server = subprocess.Popen(
-                [str(command), "--port", str(port), "--db", str(Path(tmp) / "log.db"),
-                 "--checkpoint", str(checkpoint), "--threads", "1"],
-                stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ))
+        server, base = launch(Path(tmp) / "log.db",
+                              options=["--checkpoint", str(checkpoint), "--threads", "1"])
         try:
-            num_classes = len(_wait_until_up(server, base, errors)["classes"])
+            num_classes = len(httpx.get(f"{base}/api/info").json()["classes"])
             with ThreadPoolExecutor(people) as pool:
-                futures = [pool.submit(person, i, num_classes) for i in range(people)]
+                futures = [pool.submit(person, base, i, num_classes) for i in range(people)]
                 barrier.wait()
                 started = time.perf_counter()
                 results = [f.result() for f in futures]

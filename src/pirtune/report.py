@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import statsmodels.api as sm
 from hydra.experimental.callback import Callback
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -44,6 +43,7 @@ from pirtune.evaluation import (
     objective_group,
 )
 from pirtune.objectives.vgg import LAYERS
+from pirtune.stats import Regression, TooLittleData, ols
 
 log = logging.getLogger(__name__)
 
@@ -157,62 +157,7 @@ def iterated(entries: Sequence[Entry]) -> dict[str, list[Entry]]:
             for (name, *rest), group in lines.items()}
 
 
-# ----------------------------------------------------------------- statistics
-
-
-@dataclass(frozen=True)
-class Coef:
-    """One OLS coefficient with its t-test (two-sided)."""
-
-    beta: float
-    t: float
-    p: float
-
-
-@dataclass(frozen=True)
-class Regression:
-    """An OLS fit with intercept: coefficients by predictor name ("intercept" first)."""
-
-    coefficients: dict[str, Coef]
-    n: int
-    r2: float
-
-
-class TooLittleData(ValueError):
-    """A regression cannot be fitted; the message is the one sentence the report shows."""
-
-
-def ols(response: Sequence[float], predictors: dict[str, Sequence[float]]) -> Regression:
-    """Ordinary least squares of ``response`` on ``predictors`` plus an intercept (statsmodels).
-
-    Points with a non-finite value are left out.
-
-    Raises:
-        TooLittleData: fewer points than coefficients + 1 (no residual degrees
-            of freedom for the t-tests), or collinear predictors.
-    """
-    y = np.asarray(response, dtype=np.float64)
-    design = np.column_stack([np.ones(len(y)), *(np.asarray(v, np.float64)
-                                                 for v in predictors.values())])
-    finite = np.isfinite(y) & np.isfinite(design).all(axis=1)
-    y, design = y[finite], design[finite]
-    names = ["intercept", *predictors]
-    if len(y) <= len(names):
-        raise TooLittleData(
-            f"No regression: fitting {len(names)} coefficients with t-tests needs at least "
-            f"{len(names) + 1} points, and there {'is' if len(y) == 1 else 'are'} {len(y)}.")
-    if np.linalg.matrix_rank(design) < len(names):
-        constant = [name for name, column in zip(predictors, design.T[1:], strict=True)
-                    if np.ptp(column) == 0]
-        why = (f"{', '.join(constant)} {'is' if len(constant) == 1 else 'are'} the same "
-               "at every point" if constant else "the predictors are collinear")
-        raise TooLittleData(f"No regression: the design is singular ({why}).")
-    # A perfect fit has zero residual variance: t is infinite, which is the truth.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fit = sm.OLS(y, design).fit()
-        coefficients = {name: Coef(float(b), float(t), float(p)) for name, b, t, p
-                        in zip(names, fit.params, fit.tvalues, fit.pvalues, strict=True)}
-    return Regression(coefficients, n=len(y), r2=float(fit.rsquared))
+# ------------------------------------------------------ regressions (A.1, A.2)
 
 
 def introspection_fit(entries: Sequence[Entry]) -> Regression:

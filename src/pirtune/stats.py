@@ -3,16 +3,20 @@
 The change a tuned generator makes is judged on two independent sets of true
 PIRs, one drawn before tuning and one after: the change in mean PIR, its
 effect size (Cohen's d: the change over the pooled standard deviation of the
-two sets) and Welch's t-test (unequal variances) at α = 0.001.
+two sets) and Welch's t-test (unequal variances) at α = 0.001. Across
+objectives, A.1 and A.2 regress the change on other figures by ``ols``
+(statsmodels), whose t-tests the report shows.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.stats
+import statsmodels.api as sm
 
 ALPHA = 0.001  # section 4: the paper's significance threshold
 
@@ -92,3 +96,58 @@ def mean_change(before, after, alpha: float = ALPHA) -> Change:
         # A NaN p (both sets constant) is not significant.
         significant=bool(welch.p < alpha),
     )
+
+
+@dataclass(frozen=True)
+class Coef:
+    """One OLS coefficient with its t-test (two-sided)."""
+
+    beta: float
+    t: float
+    p: float
+
+
+@dataclass(frozen=True)
+class Regression:
+    """An OLS fit with intercept: coefficients by predictor name ("intercept" first)."""
+
+    coefficients: dict[str, Coef]
+    n: int
+    r2: float
+
+
+class TooLittleData(ValueError):
+    """A regression cannot be fitted; the message is the one sentence the report shows."""
+
+
+def ols(response: Sequence[float], predictors: dict[str, Sequence[float]]) -> Regression:
+    """Ordinary least squares of ``response`` on ``predictors`` plus an intercept (statsmodels).
+
+    Points with a non-finite value are left out.
+
+    Raises:
+        TooLittleData: fewer points than coefficients + 1 (no residual degrees
+            of freedom for the t-tests), or collinear predictors.
+    """
+    y = np.asarray(response, dtype=np.float64)
+    design = np.column_stack([np.ones(len(y)), *(np.asarray(v, np.float64)
+                                                 for v in predictors.values())])
+    finite = np.isfinite(y) & np.isfinite(design).all(axis=1)
+    y, design = y[finite], design[finite]
+    names = ["intercept", *predictors]
+    if len(y) <= len(names):
+        raise TooLittleData(
+            f"No regression: fitting {len(names)} coefficients with t-tests needs at least "
+            f"{len(names) + 1} points, and there {'is' if len(y) == 1 else 'are'} {len(y)}.")
+    if np.linalg.matrix_rank(design) < len(names):
+        constant = [name for name, column in zip(predictors, design.T[1:], strict=True)
+                    if np.ptp(column) == 0]
+        why = (f"{', '.join(constant)} {'is' if len(constant) == 1 else 'are'} the same "
+               "at every point" if constant else "the predictors are collinear")
+        raise TooLittleData(f"No regression: the design is singular ({why}).")
+    # A perfect fit has zero residual variance: t is infinite, which is the truth.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fit = sm.OLS(y, design).fit()
+        coefficients = {name: Coef(float(b), float(t), float(p)) for name, b, t, p
+                        in zip(names, fit.params, fit.tvalues, fit.pvalues, strict=True)}
+    return Regression(coefficients, n=len(y), r2=float(fit.rsquared))

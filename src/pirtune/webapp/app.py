@@ -13,9 +13,10 @@ is 404, a finished session takes no more picks (409). Request bodies over
 request names a file.
 
 A round's five images (the current one and the four candidates) are rendered
-in one batch when the first of them is asked for and kept until the next
-pick, under the session's lock: concurrent sessions render in parallel, and
-one session's requests never see another round's state.
+in one batch when the first of them, or the final description, is asked for,
+and kept until the next pick, under the session's lock: concurrent sessions
+render in parallel, and one session's requests never see another round's
+state.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ class _Live:
     space: SearchSpace
     cls: int
     lock: threading.Lock = field(default_factory=threading.Lock)
-    pngs: dict[str, bytes] = field(default_factory=dict)   # the open round's only
-    pngs_round: int = 0
+    rendered_round: int = 0   # the round whose images these are (the open one)
+    images: torch.Tensor | None = None          # [5, 3, R, R]: current, then slots 0–3
+    pngs: dict[str, bytes] = field(default_factory=dict)
 
 
 def _preference_prior(origin: np.ndarray, basis: np.ndarray) -> dict:
@@ -154,21 +156,20 @@ def create_app(generator: nn.Module, log: InteractionLog,
     live: dict[str, _Live] = {}
     live_lock = threading.Lock()
 
-    ganspace = PrincipalDirections(generator)   # one PCA at start-up, every k from it
-    directions_lock = threading.Lock()
+    # One PCA at start-up, every session's k from it.
+    directions = functools.cache(PrincipalDirections(generator).directions)
 
-    @functools.cache
-    def directions(k: int) -> np.ndarray:
-        with directions_lock:
-            return ganspace.directions(k)
+    def stored(session_id: str) -> dict:
+        """The session's row in the log; 404 if there is none."""
+        try:
+            return log.session(session_id)
+        except UnknownSessionError as err:
+            raise HTTPException(404, str(err)) from err
 
     def session(session_id: str) -> _Live:
         with live_lock:
             if session_id not in live:
-                try:
-                    info = log.session(session_id)
-                except UnknownSessionError as err:
-                    raise HTTPException(404, str(err)) from err
+                info = stored(session_id)
                 settings = info["settings"]
                 search = _search(settings)
                 for pick in log.choices(session_id):  # replay: the same picks, the same state
@@ -179,18 +180,18 @@ def create_app(generator: nn.Module, log: InteractionLog,
                                          info["class"])
             return live[session_id]
 
-    def pngs(entry: _Live) -> dict[str, bytes]:
-        """The open round's current image and candidates as PNGs (caller holds the lock)."""
+    def rendered(entry: _Live) -> _Live:
+        """``entry`` with the open round's five images rendered (caller holds its lock)."""
         proposal = entry.search.propose()
-        if entry.pngs_round != proposal.round:
+        if entry.rendered_round != proposal.round:
             points = np.vstack([entry.search.current, proposal.points])
             z = torch.as_tensor(entry.space.to_latent(points), dtype=torch.float32)
             with torch.inference_mode():
-                images = render(generator, z, torch.full((len(z),), entry.cls))
+                entry.images = render(generator, z, torch.full((len(z),), entry.cls))
             entry.pngs = {name: _png(image) for name, image in
-                          zip(["current", "0", "1", "2", "3"], images, strict=True)}
-            entry.pngs_round = proposal.round
-        return entry.pngs
+                          zip(["current", "0", "1", "2", "3"], entry.images, strict=True)}
+            entry.rendered_round = proposal.round
+        return entry
 
     def state(session_id: str) -> State:
         entry = session(session_id)
@@ -199,13 +200,8 @@ def create_app(generator: nn.Module, log: InteractionLog,
             log.record_shown(session_id, proposal.round,
                              entry.space.to_latent(proposal.points).tolist(), entry.cls)
             finished = log.session(session_id)["finished"] is not None
-            description = None
-            if finished:
-                z = torch.as_tensor(entry.space.to_latent(entry.search.current)[None],
-                                    dtype=torch.float32)
-                with torch.inference_mode():
-                    image = render(generator, z, torch.full((1,), entry.cls))[0]
-                description = describe(image, names[entry.cls], proposal.round - 1)
+            description = (describe(rendered(entry).images[0], names[entry.cls],
+                                    proposal.round - 1) if finished else None)
         base = f"/api/sessions/{session_id}/images"
         return State(session_id=session_id, round=proposal.round,
                      current=f"{base}/{proposal.round}/current.png",
@@ -278,8 +274,7 @@ def create_app(generator: nn.Module, log: InteractionLog,
 
     @app.get("/api/sessions/{session_id}/history", response_model=History)
     def history(session_id: str) -> History:
-        session(session_id)
-        info = log.session(session_id)
+        info = stored(session_id)
         return History(session_id=session_id, algorithm=info["algorithm"],
                        image_class=info["class"], choices=log.choices(session_id),
                        undone=log.undone(session_id), finished=info["finished"] is not None)
@@ -292,7 +287,7 @@ def create_app(generator: nn.Module, log: InteractionLog,
             if round != entry.search.propose().round:
                 raise HTTPException(404, f"round {round} is not on show (round "
                                          f"{entry.search.propose().round} is)")
-            return Response(pngs(entry)[name], media_type="image/png",
+            return Response(rendered(entry).pngs[name], media_type="image/png",
                             headers={"Cache-Control": "private, max-age=3600"})
 
     return app

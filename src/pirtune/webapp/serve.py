@@ -7,12 +7,19 @@ generator bundle (the shipped CPU generator by default). The page names the
 classes as the bundle's training data did: the procedural scenes' "coast" and
 "mountain", or an image folder's sub-folder names. ``--threads`` sets torch's
 threads per request (default 1: requests render in parallel instead).
+``launch`` starts it as a process on a free port, for tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -35,6 +42,47 @@ def class_names(meta: dict, num_classes: int) -> list[str]:
         if len(folders) == num_classes:
             return folders
     return [f"class {c}" for c in range(num_classes)]
+
+
+def free_port() -> int:
+    """A localhost port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
+           timeout: float = 300.0) -> tuple[subprocess.Popen, str]:
+    """Start ``pirtune-serve`` (the installed console script) as a process.
+
+    Returns the process and its base URL once ``/api/info`` answers (it loads
+    the generator and runs the GANSpace PCA first). ``options`` are further
+    command-line options, e.g. ``["--threads", "1"]``.
+
+    Raises:
+        RuntimeError: the server exited or did not answer within ``timeout``
+            seconds; the message ends with what it printed on stderr.
+    """
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = Path(sys.executable).parent / "pirtune-serve"
+    # A file, not a pipe, for stderr: it never fills up and blocks the server.
+    with tempfile.TemporaryFile() as errors:
+        server = subprocess.Popen(
+            [str(command), "--port", str(port), "--db", str(db), *options],
+            stdout=subprocess.DEVNULL, stderr=errors)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{base}/api/info", timeout=1):
+                    return server, base
+            except OSError:   # not listening yet
+                time.sleep(0.1)
+        server.kill()
+        server.wait()
+        errors.seek(0)
+        raise RuntimeError(f"pirtune-serve did not come up on {base}: "
+                           f"{errors.read().decode(errors='replace')[-2000:]}")
 
 
 def main(argv: list[str] | None = None) -> None:

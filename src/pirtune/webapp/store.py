@@ -81,6 +81,10 @@ CREATE TABLE IF NOT EXISTS undone_shown (
 class UnknownSessionError(UsageError):
     """No session has this id."""
 
+    @classmethod
+    def of(cls, session_id: str) -> UnknownSessionError:
+        return cls(f"session {session_id!r} does not exist; start a new one")
+
 
 class ConflictError(UsageError):
     """A round was already answered with another pick (or is not the one shown)."""
@@ -142,20 +146,26 @@ class InteractionLog:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
+    def _require(self, session_id: str) -> None:
+        """Raise UnknownSessionError unless the session exists (without reading its settings)."""
+        if not self._read("SELECT 1 FROM sessions WHERE id = ?", (session_id,)):
+            raise UnknownSessionError.of(session_id)
+
     def session(self, session_id: str) -> dict[str, Any]:
         """The session's algorithm, class, settings and finish time."""
-        row = next(iter(self._read(
+        rows = self._read(
             "SELECT algorithm, class, settings, finished FROM sessions WHERE id = ?",
-            (session_id,))), None)
-        if row is None:
-            raise UnknownSessionError(f"session {session_id!r} does not exist; start a new one")
+            (session_id,))
+        if not rows:
+            raise UnknownSessionError.of(session_id)
+        row = rows[0]
         return {"algorithm": row[0], "class": row[1], "settings": json.loads(row[2]),
                 "finished": row[3]}
 
     def record_shown(self, session_id: str, round: int, latents: Sequence[Sequence[float]],
                      cls: int) -> None:
         """Store the four images of a round (again: no change)."""
-        self.session(session_id)
+        self._require(session_id)
         if len(latents) != 4:
             raise UsageError(f"a round shows 4 images, not {len(latents)}")
         now = time.time()
@@ -174,7 +184,7 @@ class InteractionLog:
             ConflictError: the round was not shown, the previous round is unanswered,
                 or the round was answered with another pick.
         """
-        self.session(session_id)
+        self._require(session_id)
         if not 0 <= slot <= 3:
             raise UsageError(f"choice {slot} is not a candidate; pick 0, 1, 2 or 3")
         with self._transaction() as db:
@@ -196,7 +206,7 @@ class InteractionLog:
 
     def undo(self, session_id: str) -> int | None:
         """Take back the session's last pick; return its round, or None if there was none."""
-        self.session(session_id)
+        self._require(session_id)
         with self._transaction() as db:
             last = db.execute("SELECT MAX(round) FROM choices WHERE session_id = ?",
                               (session_id,)).fetchone()[0]
@@ -217,21 +227,21 @@ class InteractionLog:
 
     def choices(self, session_id: str) -> list[int]:
         """The session's picks in round order (round 1 first)."""
-        self.session(session_id)
+        self._require(session_id)
         rows = self._read("SELECT slot FROM choices WHERE session_id = ? ORDER BY round",
                           (session_id,))
         return [slot for (slot,) in rows]
 
     def undone(self, session_id: str) -> list[tuple[int, int]]:
         """The (round, slot) picks an undo took back, oldest first."""
-        self.session(session_id)
+        self._require(session_id)
         return [tuple(row) for row in self._read(
             "SELECT round, slot FROM undone_choices WHERE session_id = ? ORDER BY undone",
             (session_id,))]
 
     def finish(self, session_id: str) -> None:
         """Mark the session finished (the person is satisfied)."""
-        self.session(session_id)
+        self._require(session_id)
         with self._transaction() as db:
             db.execute("UPDATE sessions SET finished = ? WHERE id = ? AND finished IS NULL",
                        (time.time(), session_id))
