@@ -168,9 +168,12 @@ class PreferenceSearch(FourChoiceSearch):
         """Each coordinate's 5–95 % range [k]: its remaining uncertainty.
 
         Wider than the interquartile range, so a coordinate that a wrong pick
-        made confidently wrong keeps some tail, and is asked about again.
+        made confidently wrong keeps some tail, and is asked about again. It is
+        never below one grid step (the grid's resolution), so the candidates
+        always differ and the search never stalls: it is ``done`` instead.
         """
-        return self.quantile(SPREAD[1]) - self.quantile(SPREAD[0])
+        spacing = self.grid[:, 1] - self.grid[:, 0]
+        return np.maximum(self.quantile(SPREAD[1]) - self.quantile(SPREAD[0]), spacing)
 
     def uncertainty(self) -> float:
         """The expected distance to the target: √Σ (spreadᵢ / 3.29)²."""
