@@ -96,6 +96,7 @@ LEARNED_NOISE = (
     (Noise(0.02, relative=0.1), 0.1), (Noise(0.02, relative=0.25), 0.1),
     (Noise(0.02, relative=0.5), 0.05), (Noise(0.25), 0.05),
 )
+REMIX = 0.02  # the change in any weight that re-mixes every coordinate
 WIDTH_PER_SD = 1.12  # √(1 + step_scale²)/step_scale at step_scale 2 (module docstring)
 
 
@@ -137,7 +138,7 @@ class PreferenceSearch(FourChoiceSearch):
         prior = np.exp(-0.5 * (offsets / prior_sd) ** 2)
         # One factorised posterior per noise hypothesis [M, k, G]; the search uses their mixture.
         self.masses = np.tile(prior / prior.sum(), (len(self.noises), self.dim, 1))
-        self.mass = self.masses[0].copy()                                # the mixture [k, G]
+        self._mix(self.weights)
         self.last_asked = np.full(self.dim, -1)                          # round, per coordinate
 
     @property
@@ -145,9 +146,20 @@ class PreferenceSearch(FourChoiceSearch):
         """The posterior weight of each noise hypothesis: what the search has learnt."""
         return dict(zip(self.noises, self.weights.tolist(), strict=True))
 
+    def _mix(self, weights: np.ndarray, rows: list[int] | None = None) -> None:
+        """The mixture of the hypotheses' posteriors under ``weights`` (``mass`` [k, G] and its
+        cumulative sums ``cdf``), in every coordinate or only in ``rows``."""
+        if rows is None:
+            self.mixed_with = weights.copy()
+            self.mass = np.tensordot(weights, self.masses, axes=1)
+            self.cdf = np.cumsum(self.mass, axis=1)
+        else:
+            self.mass[rows] = np.tensordot(weights, self.masses[:, rows], axes=1)
+            self.cdf[rows] = np.cumsum(self.mass[rows], axis=1)
+
     def quantile(self, q: float) -> np.ndarray:
         """The q-quantile of every coordinate's marginal [k] (on the grid)."""
-        index = (np.cumsum(self.mass, axis=1) < q).sum(axis=1)
+        index = (self.cdf < q).sum(axis=1)
         return self.grid[np.arange(self.dim), np.minimum(index, GRID - 1)]
 
     def _cut(self, k: int) -> float:
@@ -156,7 +168,7 @@ class PreferenceSearch(FourChoiceSearch):
         Cutting between grid points, never on one, splits the marginal even when
         it has narrowed to a single grid point, so every answer moves mass.
         """
-        cdf = np.cumsum(self.mass[k])
+        cdf = self.cdf[k]
         m = min(int(np.searchsorted(cdf, 0.5)), GRID - 2)   # first point with cdf >= 1/2
         below_with_m = cdf[m]                                # cut just above point m
         below_without_m = cdf[m - 1] if m > 0 else 0.0       # cut just below it
@@ -217,6 +229,11 @@ class PreferenceSearch(FourChoiceSearch):
                 self.masses[m, k] = posterior / posterior.sum()
         self.weights = self.weights * evidence
         self.weights /= self.weights.sum()
-        self.mass = np.tensordot(self.weights, self.masses, axes=1)
+        # Other coordinates' posteriors did not change, only the weights: re-mix them all
+        # only when the weights have moved (cheap rounds for exact people, large k).
+        if np.abs(self.weights - self.mixed_with).max() > REMIX:
+            self._mix(self.weights)
+        else:
+            self._mix(self.mixed_with, [i, j])
         self.last_asked[[i, j]] = proposal.round
         self.current = self.quantile(0.5)
