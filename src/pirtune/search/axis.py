@@ -144,6 +144,12 @@ class AxisSearch(FourChoiceSearch):
         limits[approaching] = (slack[None, :] / -np.where(approaching, rate, -1.0))[approaching]
         return limits.min(axis=1, initial=np.inf)
 
+    def _axis_steps(self, pairs: np.ndarray) -> np.ndarray:
+        """The step each axis of each pair [p, 2, k] can take, both ways [p, 2]."""
+        directions = np.stack([pairs, -pairs], axis=2)                   # [p, 2, ±, k]
+        limits = self._max_steps(directions.reshape(-1, self.dim)).reshape(-1, 2, 2).min(axis=2)
+        return np.minimum(self.step, FEASIBLE_FRACTION * limits)
+
     def _active_normals(self) -> list[np.ndarray]:
         """Normals of the boundaries within one step of the current point (nearest first)."""
         slack = self.normals @ self.current - self.offsets
@@ -159,14 +165,13 @@ class AxisSearch(FourChoiceSearch):
         # Both candidates on an axis are equally far from the centre (the paper's "equal
         # length apart"), so "+u beats −u" means the target lies beyond the centre along
         # u, and the cut through the centre is right: a boundary shortens both.
-        directions = np.stack([pairs, -pairs], axis=2)                   # [draws, 2, ±, k]
-        limits = self._max_steps(directions.reshape(-1, self.dim)).reshape(-1, 2, 2).min(axis=2)
-        all_steps = np.minimum(self.step, FEASIBLE_FRACTION * limits)
         # The first pair, unless a boundary cuts its shorter step below WEDGED·step: then
         # the pair whose shorter step is longest (choosing among pairs always would steer
         # the axes away from the boundaries, which surround the target, and slow the search).
-        shorter = all_steps.min(axis=1)
-        best = 0 if shorter[0] >= WEDGED * self.step else int(np.argmax(shorter))
+        all_steps = self._axis_steps(pairs[:1])
+        if all_steps[0].min() < WEDGED * self.step:
+            all_steps = np.concatenate([all_steps, self._axis_steps(pairs[1:])])
+        best = int(np.argmax(all_steps.min(axis=1)))
         (u, v), (step_u, step_v) = pairs[best], all_steps[best]
         steps = np.array([step_u, step_u, step_v, step_v])
         return Proposal(self.current, axis_candidates(self.current, u, v, steps),
