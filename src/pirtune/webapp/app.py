@@ -164,7 +164,7 @@ class Limits:
         window_s: the sliding window, in seconds.
     """
 
-    live_sessions: int = 64
+    live_sessions: int = 32
     sessions_per_client: int = 20
     sessions_total: int = 200
     window_s: float = 60.0
