@@ -2,11 +2,12 @@
 precision/recall, density/coverage and class readability.
 
 Every function takes images in [0, 1] ([N, 3, H, W], float) and a feature
-network (any ``nn.Module`` mapping such a batch to [N, d] features; the
-landscape encoder by default once it is shipped, Inception v3 for standard
-FID). FID and KID are torchmetrics' own, with the network as their
-``feature``; the k-nearest-neighbour metrics are computed here on the same
-features:
+network (any ``nn.Module`` mapping such a batch to [N, d] features): by
+default the landscape encoder trained here and shipped in
+``checkpoints/encoder-cpu.pt`` (``encoder``), or Inception v3 from the torch
+cache for standard FID (``feature_network("inception")``). FID and KID are
+torchmetrics' own, with the network as their ``feature``; the
+k-nearest-neighbour metrics are computed here on the same features:
 
 * precision and recall (Kynkäänniemi et al. 2019): the share of generated
   samples inside the union of the real samples' k-NN balls, and of real
@@ -20,24 +21,38 @@ data against each other, the value a perfect generator would get at that
 sample size.
 """
 
+from pirtune.metrics.encoder import LandscapeEncoder, blur, colour_shift, load_encoder
+from pirtune.metrics.features import FEATURES, feature_network
 from pirtune.metrics.quality import (
     Quality,
     class_accuracy,
     density_coverage,
     extract,
     fid,
+    fid_from_features,
+    floor,
     kid,
+    kid_from_features,
     precision_recall,
     quality,
 )
 
 __all__ = [
+    "FEATURES",
+    "LandscapeEncoder",
     "Quality",
+    "blur",
     "class_accuracy",
+    "colour_shift",
     "density_coverage",
     "extract",
+    "feature_network",
     "fid",
+    "fid_from_features",
+    "floor",
     "kid",
+    "kid_from_features",
+    "load_encoder",
     "precision_recall",
     "quality",
 ]

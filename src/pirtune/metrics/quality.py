@@ -10,6 +10,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from pirtune.errors import UsageError
+from pirtune.metrics.encoder import load_encoder
 
 
 def _check_images(images: Tensor, name: str) -> None:
@@ -29,51 +30,77 @@ def extract(network: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor
                       for i in range(0, len(images), batch_size)])
 
 
-class _Features(nn.Module):
-    """A feature network wrapped for torchmetrics (which hands it images, batch by batch)."""
+class _Given(nn.Module):
+    """Hands torchmetrics features that were already extracted (by ``extract``) as they are."""
 
-    def __init__(self, network: nn.Module, dim: int) -> None:
+    def __init__(self, dim: int) -> None:
         super().__init__()
-        self.network = network
         self.num_features = dim
 
-    def forward(self, images: Tensor) -> Tensor:
-        return self.network(images).flatten(1)
+    def forward(self, features: Tensor) -> Tensor:
+        return features
 
 
-def _dim(network: nn.Module, images: Tensor) -> int:
-    with torch.no_grad():
-        return int(network.eval()(images[:2]).flatten(1).shape[1])
+def _network(network: nn.Module | None) -> nn.Module:
+    """``network``, or the shipped landscape encoder when it is None."""
+    return load_encoder() if network is None else network
 
 
-def fid(real: Tensor, fake: Tensor, network: nn.Module, batch_size: int = 256) -> float:
-    """Fréchet distance between the Gaussians fitted to real and fake features (torchmetrics)."""
-    _check_images(real, "real"), _check_images(fake, "fake")
-    metric = FrechetInceptionDistance(feature=_Features(network, _dim(network, real)),
-                                      normalize=True, reset_real_features=True)
+def _check_features(real: Tensor, fake: Tensor) -> None:
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise UsageError(f"features must be [N, d] and [M, d] with the same d, not "
+                         f"{tuple(real.shape)} and {tuple(fake.shape)}")
+    if min(len(real), len(fake)) < 2:
+        raise UsageError("the metrics need at least 2 samples in each set")
+
+
+def fid_from_features(real: Tensor, fake: Tensor) -> float:
+    """Fréchet distance between the Gaussians fitted to features [N, d] and [M, d]
+    (torchmetrics' computation, in float64)."""
+    _check_features(real, fake)
+    metric = FrechetInceptionDistance(feature=_Given(real.shape[1]), reset_real_features=True)
     metric.set_dtype(torch.float64)
-    for images, is_real in ((real, True), (fake, False)):
-        for i in range(0, len(images), batch_size):
-            metric.update(images[i:i + batch_size], real=is_real)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
     return float(metric.compute())
 
 
-def kid(real: Tensor, fake: Tensor, network: nn.Module, subsets: int = 50,
-        subset_size: int | None = None, batch_size: int = 256) -> tuple[float, float]:
-    """Kernel Inception Distance (cubic polynomial kernel MMD², torchmetrics): mean and SD
-    over ``subsets`` random subsets of ``subset_size`` (default: the smaller set, ≤ 1000)."""
-    _check_images(real, "real"), _check_images(fake, "fake")
+def kid_from_features(real: Tensor, fake: Tensor, subsets: int = 50,
+                      subset_size: int | None = None) -> tuple[float, float]:
+    """Kernel Inception Distance of features [N, d] and [M, d] (cubic polynomial kernel MMD²,
+    torchmetrics): mean and SD over ``subsets`` random subsets of ``subset_size`` (default:
+    the smaller set, ≤ 1000)."""
+    _check_features(real, fake)
     size = subset_size or min(len(real), len(fake), 1000)
     if size > min(len(real), len(fake)):
         raise UsageError(f"subset_size={size} exceeds the smaller set "
                          f"({min(len(real), len(fake))} images); give a smaller one")
-    metric = KernelInceptionDistance(feature=_Features(network, _dim(network, real)),
-                                     subsets=subsets, subset_size=size, normalize=True)
-    for images, is_real in ((real, True), (fake, False)):
-        for i in range(0, len(images), batch_size):
-            metric.update(images[i:i + batch_size], real=is_real)
+    metric = KernelInceptionDistance(feature=_Given(real.shape[1]), subsets=subsets,
+                                     subset_size=size)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
     mean, sd = metric.compute()
     return float(mean), float(sd)
+
+
+def fid(real: Tensor, fake: Tensor, network: nn.Module | None = None,
+        batch_size: int = 256) -> float:
+    """FID of images [N, 3, H, W] and [M, 3, H, W] in [0, 1] in ``network``'s feature space
+    (the shipped landscape encoder by default); see ``fid_from_features``."""
+    _check_images(real, "real"), _check_images(fake, "fake")
+    network = _network(network)
+    return fid_from_features(extract(network, real, batch_size),
+                             extract(network, fake, batch_size))
+
+
+def kid(real: Tensor, fake: Tensor, network: nn.Module | None = None, subsets: int = 50,
+        subset_size: int | None = None, batch_size: int = 256) -> tuple[float, float]:
+    """KID of images in [0, 1] in ``network``'s feature space (the shipped landscape encoder
+    by default): mean and SD over subsets; see ``kid_from_features``."""
+    _check_images(real, "real"), _check_images(fake, "fake")
+    network = _network(network)
+    return kid_from_features(extract(network, real, batch_size),
+                             extract(network, fake, batch_size), subsets, subset_size)
 
 
 def _radii(features: Tensor, k: int) -> Tensor:
@@ -131,19 +158,42 @@ class Quality:
         return asdict(self)
 
 
-def quality(real: Tensor, fake: Tensor, network: nn.Module, k: int = 5,
+def quality(real: Tensor, fake: Tensor, network: nn.Module | None = None, k: int = 5,
             classifier: nn.Module | None = None, fake_labels: Tensor | None = None,
             kid_subsets: int = 50) -> Quality:
     """Every metric of ``fake`` against ``real`` in ``network``'s feature space.
 
-    Class readability is computed when a ``classifier`` and the fake images'
-    intended classes (``fake_labels``) are given.
+    ``network`` defaults to the shipped landscape encoder. Class readability is
+    computed when the fake images' intended classes (``fake_labels``) are given,
+    by ``classifier``, or by the network's own class head when it is a landscape
+    encoder.
     """
+    network = _network(network)
+    if classifier is None:
+        classifier = getattr(network, "classifier", None)
     real_features, fake_features = extract(network, real), extract(network, fake)
     precision, recall = precision_recall(real_features, fake_features, k)
     density, coverage = density_coverage(real_features, fake_features, k)
-    kid_mean, kid_sd = kid(real, fake, network, subsets=kid_subsets)
+    kid_mean, kid_sd = kid_from_features(real_features, fake_features, subsets=kid_subsets)
     readability = (class_accuracy(classifier, fake, fake_labels)
                    if classifier is not None and fake_labels is not None else None)
-    return Quality(fid(real, fake, network), kid_mean, kid_sd, precision, recall, density,
-                   coverage, readability)
+    return Quality(fid_from_features(real_features, fake_features), kid_mean, kid_sd, precision,
+                   recall, density, coverage, readability)
+
+
+def floor(real: Tensor, network: nn.Module | None = None, k: int = 5,
+          classifier: nn.Module | None = None, labels: Tensor | None = None,
+          kid_subsets: int = 50, seed: int = 0) -> Quality:
+    """The real-vs-real floor: ``quality`` of one half of ``real`` against the other.
+
+    What a generator that draws exactly the real distribution would score with
+    sets of this size (half of ``real`` each). The halves are drawn by a
+    permutation seeded with ``seed``, so a set sorted by class (an ImageFolder)
+    still splits into two alike halves. Its class readability is the
+    classifier's accuracy on the second half's true ``labels``.
+    """
+    half = len(real) // 2
+    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
+    first, second = order[:half], order[half:2 * half]
+    return quality(real[first], real[second], network, k, classifier,
+                   None if labels is None else labels[second], kid_subsets)
