@@ -224,3 +224,4 @@ def test_inception_reads_cached_weights(tmp_path, monkeypatch):
         out = features(torch.rand(2, 3, 32, 32))
     assert out.shape == (2, 2048)
     assert np.isfinite(out.numpy()).all()
+    path.unlink()  # 100 MB: not left in pytest's kept temporary folders
