@@ -12,8 +12,10 @@ median distance after 10, 20 and 50 rounds, beside the information-theoretic
 lower bound n·log₂(R0/R)/2 with R0 = √(2n) (``pirtune.search.bound``).
 
 The start is a draw from N(0, I) and the target a uniform point on the
-sphere of radius √n, where nearly all of the latent prior's mass lies. Writes ``<out>/search.csv``, ``<out>/search.md`` (the
-README's table) and ``<out>/search.png``.
+sphere of radius √n, where nearly all of the latent prior's mass lies.
+Writes ``<out>/search.csv``, ``<out>/search.md`` (the README's table comes
+from it) and ``<out>/search.png``; ``--cost`` times AxisSearch's rounds at
+n = 512 instead (``<out>/search_cost.json``).
 
     OMP_NUM_THREADS=1 python scripts/bench/search.py --out docs/bench --targets 100
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import time
 from pathlib import Path
@@ -74,14 +77,39 @@ def one(n: int, search: str, person: str, seed: int) -> dict[str, float]:
     return row
 
 
+def cost(out: Path, n: int = 512, rounds: int = 3000) -> None:
+    """AxisSearch's time per round as its cuts accumulate (a noisy person, n = 512)."""
+    rng = np.random.default_rng(0)
+    search = AxisSearch(rng.standard_normal(n), seed=0)
+    person = SimulatedPerson(rng.standard_normal(n), temperature=0.3, seed=0)
+    windows, started, done = {}, time.perf_counter(), 0
+    for r in range(1, rounds + 1):
+        proposal = search.propose()
+        if proposal.stalled:
+            break
+        search.choose(person.pick(proposal.points))
+        if r in (100, 1000, 2000, 3000):
+            windows[r] = round((time.perf_counter() - started) / (r - done) * 1000, 2)
+            started, done = time.perf_counter(), r
+    result = {"n": n, "ms_per_round_up_to": windows, "cuts_kept": len(search.offsets),
+              "max_cuts": search.max_cuts, "rounds": search.rounds}
+    (out / "search_cost.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
     parser.add_argument("--targets", type=int, default=100)
     parser.add_argument("--dims", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--cost", action="store_true",
+                        help="only time AxisSearch's rounds at n = 512 (search_cost.json)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.cost:
+        cost(args.out)
+        return
 
     summary = []
     for n in args.dims:
