@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,7 +106,7 @@ print(json.dumps(search.propose().to_json()))
 def _coretypes() -> list[str]:
     """OpenBLAS kernels this CPU can run (forcing a newer one would crash it)."""
     try:
-        flags = set(open("/proc/cpuinfo").read().split())
+        flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         flags = set()
     return [name for name, flag in (("Sandybridge", "avx"), ("Haswell", "avx2"),
