@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import importlib
 import json
 import logging
 import os
@@ -11,8 +13,9 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from scipy import stats
 
-from pirtune import pipeline
+from pirtune import train
 from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.evaluation import load_evaluations
@@ -20,6 +23,8 @@ from pirtune.models.acgan import load_bundle
 from pirtune.report import HEADINGS
 
 SECTIONS = list(HEADINGS.values())
+# The module, not the function `pirtune.stages.tune` that shadows it.
+tune_stage = importlib.import_module("pirtune.stages.tune")
 
 
 def loop_settings(generator: Path) -> list[str]:
@@ -33,7 +38,7 @@ def loop_settings(generator: Path) -> list[str]:
 def test_two_rounds_write_every_file_and_a_full_report(make_cfg, tiny_generator, capsys):
     cfg = make_cfg("objective=color_red", "iterations=2", *loop_settings(tiny_generator))
     assert cfg.stage == "loop"
-    report = pipeline.run(cfg)
+    report = train.run(cfg)
     run = Path(cfg.run_dir)
     assert report == run / "report.md"
     assert f"report written to {report}" in capsys.readouterr().out
@@ -89,20 +94,20 @@ class _Crash(L.Callback):
 def test_an_interrupted_loop_resumes_where_it_stopped(make_cfg, tiny_generator, monkeypatch,
                                                        caplog):
     cfg = make_cfg("objective=color_green", *loop_settings(tiny_generator), "tune.steps=4")
-    real_trainer = pipeline._trainer
-    monkeypatch.setattr(pipeline, "_trainer",
-                        lambda cfg, callbacks, **kw: real_trainer(cfg, [*callbacks, _Crash(2)],
-                                                                  **kw))
+    real_trainer = tune_stage.trainer
+    monkeypatch.setattr(tune_stage, "trainer",
+                        lambda run, callbacks, loggers, **kw: real_trainer(
+                            run, [*callbacks, _Crash(2)], loggers, **kw))
     with pytest.raises(RuntimeError, match="killed"):
-        pipeline.run(cfg)
+        train.run(cfg)
     run = Path(cfg.run_dir)
     assert (run / "estimator.pt").is_file() and (run / "tune_ckpt" / "last.ckpt").is_file()
     assert not (run / "tuned.pt").exists() and not (run / "evaluation.json").exists()
     estimator_stamp = (run / "estimator.pt").stat().st_mtime_ns
 
     monkeypatch.undo()
-    with caplog.at_level(logging.INFO, logger="pirtune.pipeline"):
-        pipeline.run(cfg)
+    with caplog.at_level(logging.INFO, logger="pirtune.stages"):
+        train.run(cfg)
     messages = caplog.text
     assert "collect: already done" in messages and "estimate: already done" in messages
     assert "tune: resuming from" in messages
@@ -115,17 +120,28 @@ def test_an_interrupted_loop_resumes_where_it_stopped(make_cfg, tiny_generator, 
 def test_single_stages_and_their_order(make_cfg, tiny_generator):
     cfg = make_cfg("stage=tune", "objective=color_blue", *loop_settings(tiny_generator))
     with pytest.raises(UsageError, match="run stage=estimate first"):
-        pipeline.run(cfg)
+        train.run(cfg)
     with pytest.raises(UsageError, match="run stage=tune first"):
-        pipeline.evaluate(cfg)
+        train.run(cfg, "evaluate")
     with pytest.raises(UsageError, match="round=0 must be at least 1"):
-        pipeline.collect(make_cfg("round=0", *loop_settings(tiny_generator)))
+        train.run(make_cfg("round=0", *loop_settings(tiny_generator)), "collect")
     for stage in ("collect", "estimate", "tune"):
-        pipeline.STAGES[stage](cfg)
+        train.run(cfg, stage)
     evaluation = Path(cfg.run_dir) / "evaluation.json"
-    evaluation.unlink()  # tuning evaluated; the stage alone writes it again
-    pipeline.evaluate(cfg)
-    assert json.loads(evaluation.read_text())["round"] == 1
+    assert not evaluation.exists()  # tuning leaves judging to the evaluate stage
+    train.run(cfg, "evaluate")
+    saved = json.loads(evaluation.read_text())
+    assert saved["round"] == 1 and saved["seeds"] == {"seed": 0, "evaluate": 1000}
+
+    # Welch's t again, from the per-image scores beside the evaluation.
+    with open(evaluation.parent / saved["scores"]) as f:
+        rows = list(csv.DictReader(f))
+    scores = {name: [float(r["true_pir"]) for r in rows if r["set"] == name]
+              for name in ("before", "after")}
+    assert {r["seed"] for r in rows} == {"1000", "1001"} and len(scores["after"]) == 16
+    again = stats.ttest_ind(scores["after"], scores["before"], equal_var=False)
+    assert saved["change"]["welch"]["t"] == pytest.approx(again.statistic, rel=1e-6)
+    assert saved["change"]["welch"]["p"] == pytest.approx(again.pvalue, rel=1e-6)
 
 
 def test_a_sweep_over_two_objectives_writes_two_runs_and_one_report(tiny_generator, tmp_path,

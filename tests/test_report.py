@@ -17,8 +17,8 @@ from torchvision.utils import save_image
 
 from pirtune import report
 from pirtune.evaluation import Evaluation, TrainingSet, load_evaluations, write_evaluation
+from pirtune.paths import CONFIG_DIR
 from pirtune.stats import mean_change
-from pirtune.train import CONFIG_DIR
 
 
 def colour(*colours: str) -> dict:

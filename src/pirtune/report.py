@@ -42,6 +42,7 @@ from pirtune.evaluation import (
     load_evaluations,
     objective_group,
 )
+from pirtune.files import write_text
 from pirtune.objectives.vgg import LAYERS
 from pirtune.stats import Regression, TooLittleData, ols
 
@@ -489,7 +490,7 @@ def write_report(root: str | Path) -> Path:
     variability = attempt(variability_fit, first)
     figures = draw_figures(entries, introspection, root / FIGURE_DIR)
     path = root / REPORT_NAME
-    path.write_text(render_markdown(root, entries, figures, introspection, variability))
+    write_text(path, render_markdown(root, entries, figures, introspection, variability))
     return path
 
 

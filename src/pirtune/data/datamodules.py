@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import lightning as L
@@ -25,6 +24,7 @@ from torchvision.transforms import v2
 
 from pirtune.data import landscapes
 from pirtune.errors import UsageError
+from pirtune.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class LandscapeDataModule(L.LightningDataModule):
     def _procedural(self) -> Dataset:
         cache = self._cache_file()
         if cache is not None and cache.exists():
-            images, labels = torch.load(cache)
+            images, labels = torch.load(cache, weights_only=True)
         else:
             labels = torch.arange(self.num_images) % self.num_classes
             seeds = [self.seed * 1_000_003 + i for i in range(self.num_images)]
@@ -151,11 +151,10 @@ class LandscapeDataModule(L.LightningDataModule):
             images = (landscapes.render_batch(seeds, labels.tolist(), self.resolution) * 255)
             images = images.round().to(torch.uint8)
             if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                # A per-process name: parallel sweep jobs may render the same set at once.
-                tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-                torch.save((images, labels), tmp)
-                tmp.replace(cache)
+                # Parallel sweep jobs may render the same set at once: each writes
+                # its own temporary file, and either rename leaves a whole cache.
+                with atomic_write(cache) as f:
+                    torch.save((images, labels), f)
         return TensorDataset(images, labels)
 
     def train_dataloader(self) -> DataLoader:

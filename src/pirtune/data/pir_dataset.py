@@ -36,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, TensorDataset
 
 from pirtune.errors import UsageError
+from pirtune.files import atomic_write, write_text
 
 log = logging.getLogger(__name__)
 
@@ -218,13 +219,6 @@ def _as_counts(name: str, values: torch.Tensor | int | Sequence[int], n: int) ->
     return tensor.to(torch.int64)
 
 
-def _replace_atomically(path: Path, write) -> None:
-    """Write via ``write(tmp_path)`` then rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_pir_dataset(
     root: str | os.PathLike,
     images_uint8: torch.Tensor,
@@ -290,22 +284,19 @@ def write_records(root: str | os.PathLike, records: PIRRecords) -> Path:
         Image.fromarray(pixels).save(root / IMAGES / f"{image_id}.png", format="PNG")
     if records.latents is not None:
         table = {i: z.clone() for i, z in zip(records.image_ids, records.latents, strict=True)}
-        _replace_atomically(root / LATENTS, lambda p: torch.save(table, p))
-    _replace_atomically(root / META, lambda p: p.write_text(meta_text + "\n"))
-
-    def write_table(path: Path) -> None:
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(_HEADERS[records.true_pir is not None])
-            rows = zip(records.image_ids, records.classes.tolist(),
-                       records.impressions.tolist(), records.positives.tolist(), strict=True)
-            for i, row in enumerate(rows):
-                if records.true_pir is not None:
-                    # repr round-trips the float32 value exactly.
-                    row = (*row, repr(float(records.true_pir[i])))
-                writer.writerow(row)
-
-    _replace_atomically(root / TABLE, write_table)
+        with atomic_write(root / LATENTS) as f:
+            torch.save(table, f)
+    write_text(root / META, meta_text + "\n")
+    with atomic_write(root / TABLE, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(_HEADERS[records.true_pir is not None])
+        rows = zip(records.image_ids, records.classes.tolist(),
+                   records.impressions.tolist(), records.positives.tolist(), strict=True)
+        for i, row in enumerate(rows):
+            if records.true_pir is not None:
+                # repr round-trips the float32 value exactly.
+                row = (*row, repr(float(records.true_pir[i])))
+            writer.writerow(row)
     return root
 
 

@@ -28,6 +28,7 @@ import uvicorn
 from pirtune.data.landscapes import CLASSES
 from pirtune.errors import UsageError
 from pirtune.models.acgan import load_bundle
+from pirtune.paths import SHIPPED_GENERATOR, runs_root
 from pirtune.webapp.app import create_app
 from pirtune.webapp.store import InteractionLog
 
@@ -87,15 +88,12 @@ def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
 
 def main(argv: list[str] | None = None) -> None:
     """Console script ``pirtune-serve``."""
-    from pirtune.train import REPO_ROOT
-
     parser = argparse.ArgumentParser(prog="pirtune-serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--checkpoint", type=Path,
-                        default=REPO_ROOT / "checkpoints" / "acgan-cpu.pt")
-    parser.add_argument("--db", type=Path, default=REPO_ROOT / "runs" / "webapp" /
-                        "interactions.db")
+                        default=SHIPPED_GENERATOR)
+    parser.add_argument("--db", type=Path, default=runs_root() / "webapp" / "interactions.db")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     try:
