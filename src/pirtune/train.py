@@ -150,7 +150,7 @@ def _usage_error(err: BaseException) -> UsageError | None:
     return err
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _main(cfg: DictConfig) -> float | None:
     try:
         run(cfg)

@@ -1,0 +1,182 @@
+"""LightningDataModules for the images a GAN learns from.
+
+``LandscapeDataModule`` serves either the embedded procedural landscapes
+(``root=None``) or any ImageFolder of real photos (``root=<folder>``). Both
+paths yield uint8 images [B, 3, R, R] and class indices; the conversion to
+the generator's [-1, 1] range and the random horizontal flip happen once per
+batch on the training device (``to_model_input``), so a batch costs the same
+on both paths and the procedural set is held in memory as uint8 (64×64: 12 KiB
+per image).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from pirtune.data import landscapes
+from pirtune.errors import UsageError
+from pirtune.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def _load_checked(path: str) -> Image.Image:
+    """Open an image for ImageFolder, naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise UsageError(f"cannot read image {path} ({err}); remove or replace the file") from err
+
+
+def check_imagefolder(root: Path) -> None:
+    """Fail early, naming the path, on a missing or empty folder or an unreadable image."""
+    if not root.is_dir():
+        raise UsageError(
+            f"image folder {root} does not exist; give data.root=<folder with one "
+            "sub-folder per class>, or data.root=null for the procedural landscapes"
+        )
+    has_classes = any(entry.is_dir() for entry in root.iterdir())
+    folder = datasets.ImageFolder(str(root), allow_empty=True) if has_classes else None
+    if folder is None or not folder.samples:
+        raise UsageError(
+            f"image folder {root} holds no images; put images in <root>/<class>/*.png|jpg"
+        )
+    for path, _ in folder.samples:
+        try:
+            with Image.open(path) as image:
+                image.verify()  # reads headers only: cheap even for large folders
+        except (OSError, UnidentifiedImageError) as err:
+            raise UsageError(
+                f"cannot read image {path} ({err}); remove or replace the file"
+            ) from err
+
+
+class LandscapeDataModule(L.LightningDataModule):
+    """Images and classes for ACGAN training.
+
+    Args:
+        root: an ImageFolder (``<root>/<class>/<image>``) of real photos, or
+            ``None`` for the procedural mountains and coasts.
+        num_classes: classes the model expects; checked against the folder.
+        resolution: image side in pixels (photos are resized and centre-cropped).
+        num_images: procedural scenes to render (ignored for a folder).
+        batch_size: images per batch (per device under DDP).
+        num_workers: DataLoader workers.
+        seed: seed of the procedural scenes.
+        hflip: flip half the images left-right at random.
+        cache_dir: where rendered procedural sets are kept between runs, or ``None``.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        num_classes: int = 2,
+        resolution: int = 64,
+        num_images: int = 8192,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+        hflip: bool = True,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if num_images < 1 and root is None:
+            raise UsageError(f"data.num_images={num_images} must be at least 1")
+        if batch_size < 1:
+            raise UsageError(f"data.batch_size={batch_size} must be at least 1")
+        self.root = Path(root).expanduser() if root is not None else None
+        self.num_classes = num_classes
+        self.resolution = resolution
+        self.num_images = num_images
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.hflip = hflip
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.train_set: Dataset | None = None
+
+    # -- building the training set -------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Render (or load from cache) the procedural set, or index the folder."""
+        if self.train_set is not None:
+            return
+        self.train_set = self._folder() if self.root is not None else self._procedural()
+
+    def _folder(self) -> Dataset:
+        assert self.root is not None
+        check_imagefolder(self.root)
+        transform = v2.Compose([
+            v2.PILToTensor(),
+            v2.Resize(self.resolution, antialias=True),
+            v2.CenterCrop(self.resolution),
+        ])
+        folder = datasets.ImageFolder(str(self.root), transform=transform, loader=_load_checked)
+        if len(folder.classes) != self.num_classes:
+            raise UsageError(
+                f"image folder {self.root} has {len(folder.classes)} classes "
+                f"({', '.join(folder.classes)}) but data.num_classes={self.num_classes}; "
+                "set data.num_classes to match"
+            )
+        return folder
+
+    def _cache_file(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        # The renderer's source is part of the key, so an edited renderer never
+        # serves stale scenes.
+        source = Path(landscapes.__file__).read_bytes()
+        key = hashlib.sha256(source).hexdigest()[:12]
+        name = f"landscapes-n{self.num_images}-r{self.resolution}-s{self.seed}-{key}.pt"
+        return self.cache_dir / name
+
+    def _procedural(self) -> Dataset:
+        cache = self._cache_file()
+        if cache is not None and cache.exists():
+            images, labels = torch.load(cache, weights_only=True)
+        else:
+            labels = torch.arange(self.num_images) % self.num_classes
+            seeds = [self.seed * 1_000_003 + i for i in range(self.num_images)]
+            log.info("rendering %d procedural landscapes at %d px", self.num_images,
+                     self.resolution)
+            images = (landscapes.render_batch(seeds, labels.tolist(), self.resolution) * 255)
+            images = images.round().to(torch.uint8)
+            if cache is not None:
+                # Parallel sweep jobs may render the same set at once: each writes
+                # its own temporary file, and either rename leaves a whole cache.
+                with atomic_write(cache) as f:
+                    torch.save((images, labels), f)
+        return TensorDataset(images, labels)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    # -- per-batch conversion on the device --------------------------------------------
+    def to_model_input(self, batch: tuple[torch.Tensor, torch.Tensor]):
+        """uint8 images [B, 3, R, R] → float in [-1, 1], randomly flipped; labels unchanged."""
+        images, labels = batch
+        images = images.float().div_(127.5).sub_(1.0)
+        if self.hflip:
+            flip = torch.rand(images.shape[0], device=images.device) < 0.5
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        return images, labels
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return self.to_model_input(batch)

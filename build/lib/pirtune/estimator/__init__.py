@@ -1,0 +1,20 @@
+"""The PIR estimator: a bin classifier from images to PIR (2.3, C.3)."""
+
+from pirtune.estimator.module import (
+    EstimatorReport,
+    FrozenPIREstimator,
+    PIREstimatorModule,
+    evaluate_estimator,
+)
+from pirtune.estimator.network import PIREstimator, bin_centres, expected_pir, pir_to_bin
+
+__all__ = [
+    "EstimatorReport",
+    "FrozenPIREstimator",
+    "PIREstimator",
+    "PIREstimatorModule",
+    "bin_centres",
+    "evaluate_estimator",
+    "expected_pir",
+    "pir_to_bin",
+]

@@ -1,0 +1,259 @@
+"""Judging a tuned generator (PIR paper, section 4 and A.1–A.2).
+
+``evaluate_generators`` draws fresh samples from the generator before tuning
+and from the tuned one (independent latents, the same number of images of
+every class), scores both with the true objective and with the round's frozen
+estimator, and returns an ``Evaluation``: the true change (Welch's t, Cohen's
+d, significance at α = 0.001), the estimator's predicted change on the same
+images (introspection, A.1), and the training set's initial mean, SD and
+share of zero PIRs (A.2, C.4.2). Every image's scores go beside it in
+``evaluation_scores.csv``, so Welch's t can be re-checked without rendering
+again. ``write_evaluation``/``load_evaluations`` are the machine-readable file
+``evaluation.json`` the report reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.utils import save_image
+
+from pirtune.data.pir_dataset import PIRRecords
+from pirtune.estimator.module import FrozenPIREstimator, estimate_pir
+from pirtune.files import atomic_write, write_json
+from pirtune.models.acgan import render
+from pirtune.stats import ALPHA, Change, WelchTest, mean_change
+
+EVALUATION_FORMAT = "pirtune-evaluation/1"
+EVALUATION_NAME = "evaluation.json"
+SCORES_NAME = "evaluation_scores.csv"
+GRID_SIZE = 64  # images in each before/after grid (Fig. 3)
+
+
+def objective_group(objective: dict[str, Any]) -> tuple[str, str]:
+    """The (panel, column) an objective is plotted in, as the paper's Fig. 2 groups them.
+
+    Colour objectives form one panel with a column per number of colours; VGG
+    objectives a panel per number of filters (single filters, k filters) with a
+    column per layer.
+    """
+    if objective.get("kind") == "colour":
+        n = len(objective["colours"])
+        return "colour", f"{n} colour{'s' if n > 1 else ''}"
+    k = int(objective.get("k") or len(objective.get("filters", [])) or 1)
+    return ("VGG single filter" if k == 1 else f"VGG {k} filters"), str(objective["layer"])
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The PIR dataset a round's estimator learned from (A.2's controls, C.4.2)."""
+
+    n: int
+    mean: float        # initial mean observed PIR
+    sd: float          # initial SD of observed PIRs
+    zero_share: float  # share of observed PIRs in the first of the estimator's bins
+
+    @classmethod
+    def of(cls, records: PIRRecords, bins: int) -> TrainingSet:
+        observed = records.observed_pir.double()
+        return cls(n=len(records), mean=float(observed.mean()), sd=float(observed.std()),
+                   zero_share=records.zero_share(bins))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything the report needs about one tuning round of one objective.
+
+    Attributes:
+        objective: the objective's ``describe()`` (name, kind, layer, weights, ...).
+        round: 1 for the first tuning, 2 for the first iteration (A.3), ...
+        scale: "cpu" or "paper".
+        estimator_backbone: e.g. "small_cnn".
+        change: true PIR after vs before tuning.
+        predicted: the round's estimator's PIR after vs before, on the same images.
+        training_set: the estimator's training set.
+        generator_before, generator_after: the two bundles compared.
+        grids: before/after sample grids, relative to the evaluation file.
+        tuning: the tuning settings (steps, w_pir, lr).
+        run: the run's name.
+        seeds: the seeds that decided the result (the run's, the evaluation's latents).
+        scores: the per-image scores' file, relative to the evaluation file.
+    """
+
+    objective: dict[str, Any]
+    round: int
+    scale: str
+    estimator_backbone: str
+    change: Change
+    predicted: Change
+    training_set: TrainingSet
+    generator_before: str
+    generator_after: str
+    grids: dict[str, str]
+    tuning: dict[str, Any]
+    run: str = ""
+    seeds: dict[str, int] = dataclasses.field(default_factory=dict)
+    scores: str | None = None
+    format: str = EVALUATION_FORMAT
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The flat figures logged as ``tune/eval/<key>``."""
+        return {
+            "delta_pir": self.change.delta,
+            "cohens_d": self.change.cohens_d,
+            "welch_t": self.change.welch.t,
+            "welch_df": self.change.welch.df,
+            "welch_p": self.change.welch.p,
+            "significant": float(self.change.significant),
+            "mean_before": self.change.mean_before,
+            "mean_after": self.change.mean_after,
+            "predicted_delta": self.predicted.delta,
+            "initial_sd": self.training_set.sd,
+            "initial_mean": self.training_set.mean,
+            "zero_share": self.training_set.zero_share,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        if data.get("format") != EVALUATION_FORMAT:
+            raise ValueError(f"not a {EVALUATION_FORMAT} file (format {data.get('format')!r})")
+
+        def change(d: dict[str, Any]) -> Change:
+            return Change(**{**d, "welch": WelchTest(**d["welch"])})
+
+        return cls(**{**data, "change": change(data["change"]),
+                      "predicted": change(data["predicted"]),
+                      "training_set": TrainingSet(**data["training_set"])})
+
+
+def write_evaluation(evaluation: Evaluation, path: Path) -> Path:
+    """Write ``evaluation`` as JSON, atomically (a crash never leaves half a file)."""
+    return write_json(path, evaluation.to_dict())
+
+
+def load_evaluations(root: str | Path) -> list[tuple[Path, Evaluation]]:
+    """Every ``evaluation.json`` under ``root`` (following links), sorted by path."""
+    found = []
+    for folder, _, files in os.walk(root, followlinks=True):
+        if EVALUATION_NAME in files:
+            path = Path(folder) / EVALUATION_NAME
+            found.append((path, Evaluation.from_dict(json.loads(path.read_text()))))
+    return sorted(found, key=lambda item: str(item[0]))
+
+
+def balanced_classes(n: int, num_classes: int, rng: torch.Generator) -> torch.Tensor:
+    """n class labels, as equal in number as n allows, in random order [n]."""
+    return (torch.arange(n) % num_classes)[torch.randperm(n, generator=rng)]
+
+
+def score(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+          batch_size: int) -> torch.Tensor:
+    """The objective's true PIR [N] of images [N, 3, R, R] in [0, 1], in batches."""
+    with torch.no_grad():
+        return torch.cat([objective(images[i:i + batch_size]).float().cpu()
+                          for i in range(0, len(images), batch_size)])
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Images drawn for an evaluation and their true and estimated PIRs."""
+
+    images: torch.Tensor     # [N, 3, R, R] in [0, 1]
+    labels: torch.Tensor     # [N] classes
+    true_pir: torch.Tensor   # [N]
+    estimate: torch.Tensor   # [N]
+
+
+def draw_and_score(generator: nn.Module, objective, estimator: FrozenPIREstimator, n: int,
+                   seed: int, batch_size: int) -> Samples:
+    """``n`` fresh samples (balanced classes, latents from ``seed``), scored both ways."""
+    rng = torch.Generator().manual_seed(seed)
+    labels = balanced_classes(n, generator.num_classes, rng)
+    z = torch.randn(n, generator.latent_dim, generator=rng)
+    images = render(generator, z, labels, batch_size)
+    return Samples(images, labels, score(objective, images, batch_size),
+                   estimate_pir(estimator, images, batch_size))
+
+
+def write_scores(sets: dict[str, tuple[int, Samples]], path: Path) -> Path:
+    """Every evaluated image's class and scores, one CSV row each.
+
+    Columns: ``set`` (before/after), ``seed`` (the set's seed: ``balanced_classes``
+    then ``torch.randn`` from ``torch.Generator().manual_seed(seed)`` draw its
+    classes and latents), ``index`` (the image's row in that draw), ``class``,
+    ``true_pir`` (the objective's score), ``estimated_pir``.
+    """
+    with atomic_write(path, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(["set", "seed", "index", "class", "true_pir", "estimated_pir"])
+        for name, (seed, samples) in sets.items():
+            for i, (label, true, estimate) in enumerate(zip(
+                    samples.labels.tolist(), samples.true_pir.tolist(),
+                    samples.estimate.tolist(), strict=True)):
+                writer.writerow([name, seed, i, label, repr(true), repr(estimate)])
+    return path
+
+
+def evaluate_generators(
+    before: nn.Module,
+    after: nn.Module,
+    objective,
+    estimator: FrozenPIREstimator,
+    training_set: TrainingSet,
+    out_dir: Path,
+    record: dict[str, Any],
+    num_samples: int = 1000,
+    seed: int = 0,
+    batch_size: int = 250,
+    alpha: float = ALPHA,
+) -> Evaluation:
+    """Compare ``after`` with ``before`` on fresh samples; save both grids in ``out_dir``.
+
+    The two sets use different latents (seeds ``seed`` and ``seed + 1``), so
+    they are independent samples, as Welch's test assumes.
+
+    Args:
+        before, after: generators (latents, classes) → images in [-1, 1].
+        objective: the true PIR, images in [0, 1] → [B].
+        estimator: the frozen estimator the tuning used (introspection).
+        training_set: the estimator's training set (initial SD, zero share).
+        out_dir: where ``eval_before.png``, ``eval_after.png`` and the per-image
+            scores (``write_scores``) go.
+        seed: seed of the latents and classes.
+        batch_size: images generated and scored at once.
+        record: the remaining ``Evaluation`` fields: ``objective`` (its describe()),
+            ``round``, ``scale``, ``estimator_backbone``, ``generator_before``,
+            ``generator_after``, ``tuning``, ``run`` and ``seeds``.
+        num_samples: images per set (paper: 1000).
+    """
+    seeded = {name: (seed + i, draw_and_score(generator, objective, estimator, num_samples,
+                                              seed + i, batch_size))
+              for i, (name, generator) in enumerate((("before", before), ("after", after)))}
+    sets = {name: samples for name, (_, samples) in seeded.items()}
+    grids = {}
+    for name, samples in sets.items():
+        grids[name] = f"eval_{name}.png"
+        with atomic_write(out_dir / grids[name]) as f:
+            save_image(samples.images[:GRID_SIZE], f, format="png", nrow=8, padding=1)
+    write_scores(seeded, out_dir / SCORES_NAME)
+    return Evaluation(
+        change=mean_change(sets["before"].true_pir, sets["after"].true_pir, alpha),
+        predicted=mean_change(sets["before"].estimate, sets["after"].estimate, alpha),
+        training_set=training_set,
+        grids=grids,
+        scores=SCORES_NAME,
+        **record,
+    )

@@ -1,0 +1,1 @@
+"""The ACGAN: networks, losses and the Lightning module that trains them."""

@@ -1,0 +1,329 @@
+"""ACGANModule: alternating discriminator and generator updates (PIR paper, C.1).
+
+Manual optimisation: each batch makes one discriminator update, then one
+generator update on the same fake images re-scored by the updated
+discriminator. Lightning counts one ``global_step`` per optimiser update, so
+one training *iteration* (a D and a G update) is two Lightning steps;
+``iteration`` gives the paper's count of gradient steps per network.
+
+The trained networks leave the Lightning checkpoint as a *generator bundle*
+(``save_bundle``/``load_bundle``): both networks' weights, the config that
+builds them and a little provenance, which is what later stages and the
+shipped CPU model use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.torch_version import TorchVersion
+from torchvision.utils import save_image
+
+from pirtune.errors import UsageError
+from pirtune.files import atomic_write
+from pirtune.models.losses import discriminator_loss, generator_loss
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+STEPS_PER_ITERATION = 2  # Lightning counts the D and the G update separately
+
+
+class ACGANModule(L.LightningModule):
+    """Trains an ACGAN generator and discriminator with the paper's losses.
+
+    Args:
+        generator: maps (z [B, latent], class [B]) to images [B, 3, R, R] in [-1, 1].
+        discriminator: maps images to (pre-tanh source [B], class logits [B, C]).
+        g_optimizer: partial optimizer for the generator (paper: Adam, lr 1e-5, β1 0.5).
+        d_optimizer: partial optimizer for the discriminator (paper: RMSProp, lr 1e-5).
+        w_fake_class: weight of the generator's class term (paper: 1.5).
+        w_real_class: weight of the discriminator's class term (paper: 1.0).
+        ema_decay: ``None``, or the decay of an exponential moving average of the
+            generator's weights (and batch-norm statistics), updated after every G
+            update. The average, not the raw generator, then draws sample grids and
+            leaves training in the bundle: it smooths the iteration-to-iteration
+            jitter of GAN training (as in ProGAN/StyleGAN). Not in the paper.
+        compile_mode: ``None``, or a ``torch.compile`` mode for both networks
+            (``"reduce-overhead"`` captures CUDA graphs: the GPU fast path).
+    """
+
+    log_prefix = "pretrain/train"  # metric names: <log_prefix>/d_loss, ...
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        g_optimizer: OptimizerFactory,
+        d_optimizer: OptimizerFactory,
+        w_fake_class: float = 1.5,
+        w_real_class: float = 1.0,
+        ema_decay: float | None = None,
+        compile_mode: str | None = None,
+    ) -> None:
+        super().__init__()
+        # The networks (and the tuning module's estimator) are saved as weights; the
+        # optimiser factories are partials, which a weights-only load would refuse.
+        self.save_hyperparameters(ignore=["generator", "discriminator", "estimator",
+                                          "g_optimizer", "d_optimizer"])
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.w_fake_class = w_fake_class
+        self.w_real_class = w_real_class
+        self.compile_mode = compile_mode
+        self.generator_ema: AveragedModel | None = None
+        if ema_decay is not None:
+            if not 0 < ema_decay < 1:
+                raise UsageError(f"model.ema_decay={ema_decay} must lie in (0, 1), or be null")
+            self.generator_ema = AveragedModel(
+                generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+            )
+            self.generator_ema.requires_grad_(False)
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that draws samples: the moving average when there is one."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
+
+    @property
+    def latent_dim(self) -> int:
+        return self.generator.latent_dim
+
+    @property
+    def num_classes(self) -> int:
+        return self.generator.num_classes
+
+    @property
+    def iteration(self) -> int:
+        """Completed (D, G) update pairs."""
+        return self.global_step // STEPS_PER_ITERATION
+
+    def configure_model(self) -> None:
+        if self.compile_mode:
+            # In place, so parameter names (and checkpoints) are unchanged.
+            self.generator.compile(mode=self.compile_mode)
+            self.discriminator.compile(mode=self.compile_mode)
+
+    def configure_optimizers(self):
+        return (
+            self.d_optimizer(self.discriminator.parameters()),
+            self.g_optimizer(self.generator.parameters()),
+        )
+
+    def sample_latents(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z ~ N(0, I) [n, latent] and classes uniform over the classes [n]."""
+        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu")
+        labels = torch.randint(self.num_classes, (n,), generator=generator, device="cpu")
+        return z.to(self.device), labels.to(self.device)
+
+    @property
+    def _cuda_graphs(self) -> bool:
+        return self.compile_mode == "reduce-overhead"
+
+    def _run(self, network: nn.Module, *inputs: torch.Tensor):
+        """Call a network; under CUDA graphs, copy its outputs out of the graph's memory.
+
+        A captured graph reuses its output buffers on the next replay, and D runs
+        three times per iteration, so outputs are cloned (a few KiB) before reuse.
+        """
+        out = network(*inputs)
+        if not self._cuda_graphs:
+            return out
+        return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+
+    def _logging_now(self) -> bool:
+        # Lightning writes step metrics every `log_every_n_steps` batches (one
+        # batch is one iteration here) and on the last; computing the
+        # diagnostics on the other steps only adds kernel launches.
+        every = self.trainer.log_every_n_steps
+        return every > 0 and ((self.iteration + 1) % every == 0 or self.trainer.should_stop)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if self._cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        real, real_labels = batch
+        z, fake_labels = self.sample_latents(real.shape[0])
+        fake = self._run(self.generator, z, fake_labels)
+        log = self._logging_now()
+        d_metrics = self._discriminator_update(real, real_labels, fake.detach(), log)
+        g_metrics = self._generator_update(fake, fake_labels, log)
+        if log:
+            # Both updates are done, so `iteration` already counts this one.
+            metrics = {**d_metrics, **g_metrics, "iteration": float(self.iteration)}
+            self.log_dict({f"{self.log_prefix}/{k}": v for k, v in metrics.items()},
+                          on_step=True, on_epoch=False)
+
+    def _discriminator_update(
+        self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, log: bool
+    ) -> dict[str, torch.Tensor]:
+        d_opt, _ = self.optimizers()
+        real_source, real_class_logits = self._run(self.discriminator, real)
+        fake_source, _ = self._run(self.discriminator, fake)
+        loss = discriminator_loss(
+            real_source, fake_source, real_class_logits, real_labels, self.w_real_class
+        )
+        d_opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss.total)
+        d_opt.step()
+        if not log:
+            return {}
+        return {
+            "d_loss": loss.total.detach(),
+            "d_real": loss.real.detach(),
+            "d_fake": loss.fake.detach(),
+            "d_real_class": loss.real_class.detach(),
+            "d_real_acc": (real_source > 0).float().mean(),
+            "d_fake_acc": (fake_source < 0).float().mean(),
+            "d_class_acc": (real_class_logits.argmax(1) == real_labels).float().mean(),
+        }
+
+    def _generator_update(
+        self, fake: torch.Tensor, fake_labels: torch.Tensor, log: bool
+    ) -> dict[str, torch.Tensor]:
+        _, g_opt = self.optimizers()
+        # Freezing D for this update spares computing its gradients (and leaves them untouched).
+        self.toggle_optimizer(g_opt)
+        loss, parts = self._generator_objective(fake, fake_labels)
+        g_opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        g_opt.step()
+        self.untoggle_optimizer(g_opt)
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
+        if not log:
+            return {}
+        return {"g_loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+
+    def _generator_objective(
+        self, fake: torch.Tensor, fake_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator's loss on ``fake`` and its logged parts (C.1)."""
+        fake_source, fake_class_logits = self._run(self.discriminator, fake)
+        loss = generator_loss(fake_source, fake_class_logits, fake_labels, self.w_fake_class)
+        return loss.total, {"g_fools": loss.fools, "g_fake_class": loss.fake_class}
+
+
+@torch.no_grad()
+def render(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor,
+           batch_size: int = 256) -> torch.Tensor:
+    """Images in [0, 1] [N, 3, R, R] for latents z [N, latent] and classes [N].
+
+    Runs in eval mode (batch norm uses its running statistics), in batches, on
+    the generator's device, and restores the generator's mode afterwards.
+    """
+    device = next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    images = torch.cat([
+        generator(z[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).float()
+        for i in range(0, len(z), batch_size)
+    ])
+    generator.train(was_training)
+    return (images.clamp(-1, 1) + 1) / 2
+
+
+def class_grid(generator: nn.Module, per_class: int, seed: int = 0) -> torch.Tensor:
+    """``per_class`` samples of every class from fixed seeded latents, class by class.
+
+    Returns images [C·per_class, 3, R, R] in [0, 1] (see ``render``).
+    """
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(per_class * generator.num_classes, generator.latent_dim, generator=rng)
+    labels = torch.arange(generator.num_classes).repeat_interleave(per_class)
+    return render(generator, z, labels)
+
+
+class SampleGridCallback(L.Callback):
+    """Saves a grid of class-conditional samples every ``every_n_iterations`` and at the end.
+
+    Rows of ``nrow`` images; each class fills ``per_class / nrow`` rows. Files go
+    to ``<dirpath>/iter_<iteration>.png`` and to every logger with ``log_image``.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_iterations: int = 500, per_class: int = 16,
+                 nrow: int = 8, seed: int = 0) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_n_iterations = every_n_iterations
+        self.per_class = per_class
+        self.nrow = nrow
+        self.seed = seed
+
+    def _save(self, trainer: L.Trainer, module: ACGANModule) -> Path | None:
+        if not trainer.is_global_zero:
+            return None
+        images = class_grid(module.sampler, self.per_class, self.seed)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        path = self.dirpath / f"iter_{module.iteration:07d}.png"
+        save_image(images, path, nrow=self.nrow, padding=1)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image("pretrain/samples", [str(path)], step=module.iteration)
+        return path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.iteration % self.every_n_iterations == 0:
+            self._save(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._save(trainer, pl_module)
+
+
+# -- generator bundles: what leaves pre-training -------------------------------------
+
+def save_bundle(module: ACGANModule, model_cfg: Mapping[str, Any], path: Path,
+                **provenance: Any) -> str:
+    """Write both networks, their config and provenance to ``path``; return its sha256.
+
+    Written atomically (``pirtune.files``): a crash never leaves half a bundle.
+    """
+    bundle = {
+        "format": "pirtune-acgan-bundle/1",
+        "model": OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True),
+        "generator": {k: v.cpu() for k, v in module.sampler.state_dict().items()},
+        "discriminator": {k: v.cpu() for k, v in module.discriminator.state_dict().items()},
+        "iteration": module.iteration,
+        "provenance": provenance,
+    }
+    with atomic_write(path) as f:
+        torch.save(bundle, f)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_bundle(path: str | Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """Rebuild (generator, discriminator, bundle metadata) from a bundle file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(
+            f"generator checkpoint {path} does not exist; run `pirtune-train stage=pretrain` "
+            "or point generator_ckpt=<file> at a bundle"
+        )
+    # Bundles written before provenance held plain strings carry torch's version
+    # object, a str subclass: the one class besides weights a bundle may hold.
+    with torch.serialization.safe_globals([TorchVersion]):
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(bundle, dict) or bundle.get("format") != "pirtune-acgan-bundle/1":
+        raise UsageError(
+            f"{path} is not a pirtune generator bundle; give the generator.pt a pretrain "
+            "run writes (not a Lightning .ckpt)"
+        )
+    generator = instantiate(bundle["model"]["generator"])
+    discriminator = instantiate(bundle["model"]["discriminator"])
+    generator.load_state_dict(bundle["generator"])
+    discriminator.load_state_dict(bundle["discriminator"])
+    meta = {k: v for k, v in bundle.items() if k not in ("generator", "discriminator")}
+    return generator, discriminator, meta

@@ -1,0 +1,34 @@
+"""Four-choice personal search (*Personalized generative model via active learning*).
+
+A person refines one image by picking the best of four candidates, again and
+again. ``AxisSearch`` is the paper's algorithm, ``PreferenceSearch`` a
+Bayesian search that learns from every answer, ``RandomSearch`` the baseline;
+all share ``propose()`` / ``choose(index)`` (``FourChoiceSearch``) and move in
+a ``SearchSpace``. ``SimulatedPerson`` picks for tests and benchmarks, and
+``rounds_lower_bound`` is the information-theoretic limit. Nothing here reads
+or writes files.
+"""
+
+from pirtune.search.axis import AxisSearch, RandomSearch
+from pirtune.search.base import FourChoiceSearch, Proposal, satisfaction_radius
+from pirtune.search.bound import rounds_lower_bound
+from pirtune.search.people import SimulatedPerson
+from pirtune.search.preference import PreferenceSearch
+from pirtune.search.session import Session, simulate
+from pirtune.search.space import PrincipalDirections, SearchSpace, principal_directions
+
+__all__ = [
+    "AxisSearch",
+    "FourChoiceSearch",
+    "PreferenceSearch",
+    "Proposal",
+    "RandomSearch",
+    "SearchSpace",
+    "Session",
+    "SimulatedPerson",
+    "PrincipalDirections",
+    "principal_directions",
+    "rounds_lower_bound",
+    "satisfaction_radius",
+    "simulate",
+]

@@ -1,0 +1,152 @@
+"""The paper's four-choice axis search, and the random four-choice baseline.
+
+*Personalized generative model via active learning*, section 4, with four
+images instead of two: from the current point x, show x ± s·u and x ± s·v on
+two perpendicular axes; the person picks one; the half-space behind the losing
+side of the chosen axis (through the old x, facing away from the pick) is
+excluded from every later candidate; the pick becomes x, and the next axes are
+perpendicular to the chosen one. Where the paper is vague, ``AxisSearch``
+reads it so:
+
+* **Axes.** u and v are drawn at random (seeded), orthonormalised, and made
+  perpendicular to the previously chosen axis ("a new line, perpendicular to
+  the line the image is staying on").
+* **Feasibility.** The axes are also kept perpendicular to the boundaries
+  that lie within one step of x (the nearest k/2 of them), so candidates run
+  along those boundaries instead of into them; a candidate whose full step
+  would still enter an excluded half-space is moved back along its ray to
+  half the distance to the boundary, so no candidate ever lies in one and x
+  stays strictly inside. Without the first rule x wedges itself into a corner
+  of the feasible region and the steps die there.
+* **Step size.** The paper shrinks the step only when no candidate is
+  feasible; taken literally that stalls (the step stays large and the picks
+  circle the target), and a fixed decay schedule stalls the other way (the
+  step dies before a far target is reached). Here the step follows the
+  search's own moves, never the true distance, by cumulative step-size
+  adaptation (the path-length control of CMA-ES): an evolution path
+  p ← (1 − c)·p + √(c(2 − c))·m sums the unit directions m of the picks; picks
+  that keep going one way (a far target) make |p|² exceed 1, its value for
+  unrelated directions, and the step grows by exp(c·(|p|² − 1)/2); picks that
+  double back (overshooting a near target) make it shrink. c = ``adapt`` /
+  (k + 2), and the step never exceeds twice the first, nor grows after a pick
+  that a boundary cut short. The first step is ``1.5·prior_sd``: the best step when the target
+  is as far from the start as two random latents are (√(2k)·prior_sd), since
+  the best of four random directions points about 1.1/√k of the way to it.
+
+``RandomSearch`` is the baseline the paper's idea must beat: the same four
+candidates and step rule around the current point, on fresh random axes,
+with no memory (no excluded half-spaces, no perpendicularity).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pirtune.errors import UsageError
+from pirtune.search.base import FourChoiceSearch, Proposal, axis_candidates
+
+FEASIBLE_FRACTION = 0.5  # a shortened candidate goes half-way to the nearest boundary
+
+
+def random_axes(rng: np.random.Generator, dim: int, avoid: list[np.ndarray]) -> np.ndarray:
+    """Two orthonormal random axes [2, dim], perpendicular to every vector in ``avoid``."""
+    if avoid:
+        q, r = np.linalg.qr(np.stack(avoid).T)              # [dim, m]: the avoided span
+        q = q[:, np.abs(np.diag(r)) > 1e-9]
+    else:
+        q = np.zeros((dim, 0))
+    if dim - q.shape[1] < 2:
+        raise UsageError(f"no two axes are left in {dim} dimensions after avoiding "
+                         f"{q.shape[1]} directions")
+    axes: list[np.ndarray] = []
+    while len(axes) < 2:
+        w = rng.standard_normal(dim)
+        w -= q @ (q.T @ w)
+        for axis in axes:
+            w -= (w @ axis) * axis
+        norm = np.linalg.norm(w)
+        if norm > 1e-9:  # a draw inside the avoided span (measure zero) is drawn again
+            axes.append(w / norm)
+    return np.stack(axes)
+
+
+class AxisSearch(FourChoiceSearch):
+    """The paper's search: excluded half-spaces, perpendicular axes, an adaptive step.
+
+    Args:
+        start: the start point [k] in the search space's coordinates.
+        seed: seeds the axes; the same seed and the same picks give the same run.
+        prior_sd: the scale of the space (the latent prior's SD: 1).
+        adapt: the speed of the step-size adaptation (c·(k + 2)).
+        memory: ``False`` turns it into ``RandomSearch``.
+    """
+
+    def __init__(self, start: np.ndarray, seed: int = 0, prior_sd: float = 1.0,
+                 adapt: float = 2.0, memory: bool = True) -> None:
+        super().__init__(start)
+        if not prior_sd > 0 or not 0 < adapt < self.dim + 2:
+            raise UsageError(f"prior_sd={prior_sd} must be positive and adapt={adapt} in "
+                             f"(0, {self.dim + 2})")
+        self.rng = np.random.default_rng(seed)
+        self.step = 1.1 * np.sqrt(2) * prior_sd
+        self.max_step = 2 * self.step
+        # The chosen axis and these must leave two free dimensions for u and v.
+        self.avoid_nearest = min(self.dim // 2, self.dim - 3)
+        if memory and self.dim < 3:
+            raise UsageError(f"AxisSearch needs at least 3 dimensions (two axes perpendicular "
+                             f"to the chosen one), not {self.dim}; use a larger space")
+        self.rate = adapt / (self.dim + 2)
+        self.path = np.zeros(self.dim)  # the evolution path of the picks' directions
+        self.memory = memory
+        # Excluded half-spaces {y : normal·y < offset}; feasible means normals @ y >= offsets.
+        self.normals = np.zeros((0, self.dim))
+        self.offsets = np.zeros(0)
+        self.chosen_axis: np.ndarray | None = None
+
+    def _max_steps(self, directions: np.ndarray) -> np.ndarray:
+        """How far from the current point each unit direction [4, k] stays feasible."""
+        # The current point is inside; rounding can put it a hair outside a boundary.
+        slack = np.maximum(self.normals @ self.current - self.offsets, 0.0)   # [m]
+        rate = directions @ self.normals.T                                    # [4, m]
+        approaching = rate < -1e-12
+        limits = np.full(rate.shape, np.inf)
+        limits[approaching] = (slack[None, :] / -np.where(approaching, rate, -1.0))[approaching]
+        return limits.min(axis=1, initial=np.inf)
+
+    def _active_normals(self) -> list[np.ndarray]:
+        """Normals of the boundaries within one step of the current point (nearest first)."""
+        slack = self.normals @ self.current - self.offsets
+        near = np.flatnonzero(slack < self.step)
+        near = near[np.argsort(slack[near], kind="stable")][: self.avoid_nearest]
+        return [self.normals[i] for i in near]
+
+    def _propose(self) -> Proposal:
+        avoid = [self.chosen_axis] if self.memory and self.chosen_axis is not None else []
+        u, v = random_axes(self.rng, self.dim, [*avoid, *self._active_normals()])
+        steps = np.minimum(self.step, FEASIBLE_FRACTION * self._max_steps(
+            np.stack([u, -u, v, -v])))
+        return Proposal(self.current.copy(), axis_candidates(self.current, u, v, steps),
+                        np.stack([u, v]), steps, self.rounds + 1)
+
+    def _choose(self, proposal: Proposal, index: int) -> None:
+        axis = proposal.axes[index // 2] * (1 if index % 2 == 0 else -1)  # towards the pick
+        if self.memory:
+            # Exclude the losing side of the chosen axis: {y : axis·(y − old x) < 0}.
+            self.normals = np.vstack([self.normals, axis])
+            self.offsets = np.append(self.offsets, axis @ proposal.centre)
+            self.chosen_axis = axis
+        self.current = proposal.points[index].copy()
+        c = self.rate
+        self.path = (1 - c) * self.path + np.sqrt(c * (2 - c)) * axis
+        factor = np.exp(c * (self.path @ self.path - 1) / 2)
+        if proposal.steps[index] < self.step:
+            factor = min(factor, 1.0)  # a pick cut short by a boundary is no reason to grow
+        self.step = min(self.step * factor, self.max_step)
+
+
+class RandomSearch(AxisSearch):
+    """Pick-best among four random directions around the current point (the baseline)."""
+
+    def __init__(self, start: np.ndarray, seed: int = 0, prior_sd: float = 1.0,
+                 adapt: float = 2.0) -> None:
+        super().__init__(start, seed, prior_sd, adapt, memory=False)

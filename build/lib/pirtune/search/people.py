@@ -1,0 +1,62 @@
+"""Simulated people for tests and benchmarks: a hidden target and a way of picking.
+
+A ``SimulatedPerson`` picks, among four candidates, the one nearest their
+hidden target — in the search space's coordinates, or in any feature space
+(``features`` maps points [4, k] to features [4, f], e.g. images through a
+generator and a network). Exactly, or with noise:
+
+* ``temperature`` T > 0: Bradley–Terry (Luce) choice, P(pick i) ∝ exp(−dᵢ / T)
+  with dᵢ the candidate's distance to the target;
+* ``random_share`` p > 0: with probability p the pick is uniform over the four.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from pirtune.errors import UsageError
+
+
+class SimulatedPerson:
+    """A person with a hidden target who picks the nearest of four candidates.
+
+    Args:
+        target: the target point [k] (in the same coordinates as the candidates).
+        temperature: Bradley–Terry temperature (distance units), or 0 for exact picks.
+        random_share: the share of picks made uniformly at random.
+        seed: seeds the noise.
+        features: optional map from points [4, k] to features [4, f] in which
+            distances are measured (the target is mapped the same way).
+    """
+
+    def __init__(self, target: np.ndarray, temperature: float = 0.0, random_share: float = 0.0,
+                 seed: int = 0,
+                 features: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        if temperature < 0 or not 0 <= random_share <= 1:
+            raise UsageError(f"temperature={temperature} must be >= 0 and random_share="
+                             f"{random_share} in [0, 1]")
+        self.target = np.asarray(target, dtype=np.float64)
+        self.temperature = temperature
+        self.random_share = random_share
+        self.features = features
+        self.rng = np.random.default_rng(seed)
+        self._target_features = (self.target if features is None
+                                 else features(self.target[None])[0])
+
+    def distances(self, points: np.ndarray) -> np.ndarray:
+        """Each point's distance [4] to the target (in feature space if given)."""
+        mapped = points if self.features is None else self.features(points)
+        return np.linalg.norm(mapped - self._target_features, axis=1)
+
+    def pick(self, points: np.ndarray) -> int:
+        """The index of the chosen candidate among ``points`` [4, k]."""
+        if self.random_share and self.rng.random() < self.random_share:
+            return int(self.rng.integers(len(points)))
+        distances = self.distances(points)
+        if not self.temperature:
+            return int(np.argmin(distances))
+        logits = -(distances - distances.min()) / self.temperature
+        weights = np.exp(logits)
+        return int(self.rng.choice(len(points), p=weights / weights.sum()))

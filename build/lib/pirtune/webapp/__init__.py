@@ -1,0 +1,15 @@
+"""The four-choice web app's pieces: the durable interaction log and its export.
+
+``InteractionLog`` (``store``) records every session, every image shown and
+every pick in SQLite; ``create_app`` (``app``) is the HTTP API over it;
+``export_pir_dataset`` (``export``) turns the log into a PIR dataset that
+``stage=estimate`` trains on; ``page`` is the HTML page the app serves at
+``/`` and ``serve`` the ``pirtune-serve`` command; ``describe`` puts a
+finished session's image into words. ``stage=estimate data=interactions``
+trains the PIR estimator on the log.
+"""
+
+from pirtune.webapp.export import export_pir_dataset
+from pirtune.webapp.store import ConflictError, InteractionLog, UnknownSessionError
+
+__all__ = ["ConflictError", "InteractionLog", "UnknownSessionError", "export_pir_dataset"]

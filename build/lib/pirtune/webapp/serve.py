@@ -1,0 +1,114 @@
+"""``pirtune-serve``: the four-choice API on uvicorn, logging to SQLite.
+
+    pirtune-serve --port 8000 --db runs/webapp/interactions.db
+
+Binds 127.0.0.1 unless ``--host`` says otherwise; ``--checkpoint`` picks the
+generator bundle (the shipped CPU generator by default). The page names the
+classes as the bundle's training data did: the procedural scenes' "coast" and
+"mountain", or an image folder's sub-folder names. ``--threads`` sets torch's
+threads per request (default 1: requests render in parallel instead).
+``launch`` starts it as a process on a free port, for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import uvicorn
+
+from pirtune.data.landscapes import CLASSES
+from pirtune.errors import UsageError
+from pirtune.models.acgan import load_bundle
+from pirtune.paths import SHIPPED_GENERATOR, runs_root
+from pirtune.webapp.app import create_app
+from pirtune.webapp.store import InteractionLog
+
+
+def class_names(meta: dict, num_classes: int) -> list[str]:
+    """The generator's class names, read from its bundle's data settings."""
+    root = (meta.get("provenance") or {}).get("data", {}).get("root", "absent")
+    if root is None and len(CLASSES) == num_classes:
+        return list(CLASSES)
+    if root not in (None, "absent") and Path(root).is_dir():
+        folders = sorted(p.name for p in Path(root).iterdir() if p.is_dir())  # ImageFolder's order
+        if len(folders) == num_classes:
+            return folders
+    return [f"class {c}" for c in range(num_classes)]
+
+
+def free_port() -> int:
+    """A localhost port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
+           timeout: float = 300.0) -> tuple[subprocess.Popen, str]:
+    """Start ``pirtune-serve`` (the installed console script) as a process.
+
+    Returns the process and its base URL once ``/api/info`` answers (it loads
+    the generator and runs the GANSpace PCA first). ``options`` are further
+    command-line options, e.g. ``["--threads", "1"]``.
+
+    Raises:
+        RuntimeError: the server exited or did not answer within ``timeout``
+            seconds; the message ends with what it printed on stderr.
+    """
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = Path(sys.executable).parent / "pirtune-serve"
+    # A file, not a pipe, for stderr: it never fills up and blocks the server.
+    with tempfile.TemporaryFile() as errors:
+        server = subprocess.Popen(
+            [str(command), "--port", str(port), "--db", str(db), *options],
+            stdout=subprocess.DEVNULL, stderr=errors)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{base}/api/info", timeout=1):
+                    return server, base
+            except OSError:   # not listening yet
+                time.sleep(0.1)
+        server.kill()
+        server.wait()
+        errors.seek(0)
+        raise RuntimeError(f"pirtune-serve did not come up on {base}: "
+                           f"{errors.read().decode(errors='replace')[-2000:]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script ``pirtune-serve``."""
+    parser = argparse.ArgumentParser(prog="pirtune-serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--checkpoint", type=Path,
+                        default=SHIPPED_GENERATOR)
+    parser.add_argument("--db", type=Path, default=runs_root() / "webapp" / "interactions.db")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        if args.threads < 1:
+            raise UsageError(f"--threads {args.threads} must be at least 1")
+        generator, _, meta = load_bundle(args.checkpoint)
+    except UsageError as err:
+        print(f"pirtune-serve: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    generator.eval()
+    app = create_app(generator, InteractionLog(args.db), class_names(meta, generator.num_classes))
+    torch.set_num_threads(args.threads)   # after the start-up PCA, which uses every core
+    print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
