@@ -94,10 +94,10 @@ class _Crash(L.Callback):
 def test_an_interrupted_loop_resumes_where_it_stopped(make_cfg, tiny_generator, monkeypatch,
                                                        caplog):
     cfg = make_cfg("objective=color_green", *loop_settings(tiny_generator), "tune.steps=4")
-    real_trainer = tune_stage.trainer
-    monkeypatch.setattr(tune_stage, "trainer",
-                        lambda run, callbacks, loggers, **kw: real_trainer(
-                            run, [*callbacks, _Crash(2)], loggers, **kw))
+    real_trainer = tune_stage.gan_trainer
+    monkeypatch.setattr(tune_stage, "gan_trainer",
+                        lambda run, callbacks, *args: real_trainer(
+                            run, [*callbacks, _Crash(2)], *args))
     with pytest.raises(RuntimeError, match="killed"):
         train.run(cfg)
     run = Path(cfg.run_dir)

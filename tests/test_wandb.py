@@ -44,9 +44,9 @@ def test_every_stage_and_round_is_its_own_finished_run(make_cfg, tmp_path, offli
     generator = train.run(gan, "pretrain")
     cfg = make_cfg("logger=default", "objective=color_red", "iterations=2",
                    f"generator_ckpt={generator}", *LOOP)
-    real_trainer = tune_stage.trainer
-    monkeypatch.setattr(tune_stage, "trainer", lambda run, callbacks, loggers, **kw:
-                        real_trainer(run, [*callbacks, _Crash()], loggers, **kw))
+    real_trainer = tune_stage.gan_trainer
+    monkeypatch.setattr(tune_stage, "gan_trainer", lambda run, callbacks, *args:
+                        real_trainer(run, [*callbacks, _Crash()], *args))
     with pytest.raises(RuntimeError, match="killed"):
         train.run(cfg)  # killed in round 1's tuning
     monkeypatch.undo()

@@ -64,13 +64,16 @@ def test_tiny_pretraining_writes_checkpoints_samples_and_resumes(make_cfg):
     assert samples == ["iter_0000002.png", "iter_0000004.png"]
     generator, discriminator, meta = load_bundle(bundle)
     assert meta["iteration"] == 4
-    metrics = (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    metrics = (run / "logs" / "pretrain" / "metrics.csv").read_text().splitlines()
     header = metrics[0].split(",")
     assert {"pretrain/train/d_loss", "pretrain/train/g_loss", "pretrain/train/d_class_acc",
             "pretrain/train/iteration"} <= set(header)
     iterations = [float(row.split(",")[header.index("pretrain/train/iteration")])
                   for row in metrics[1:]]
     assert iterations == [1.0, 2.0, 3.0, 4.0]  # log_every_n_steps=1: every iteration
+    # One step per iteration on the loggers' axis, not Lightning's two optimiser steps.
+    steps = [int(row.split(",")[header.index("step")]) for row in metrics[1:]]
+    assert steps == [0, 1, 2, 3]
     assert tuple(generator(torch.randn(1, 64), torch.tensor([1])).shape) == (1, 3, 16, 16)
 
     # Running again with more iterations resumes from last.ckpt: step count and

@@ -51,11 +51,14 @@ def estimate(cfg: EstimateConfig, rnd: Round) -> Path:
     checkpoints = rnd.dir / "estimator_ckpt"
     record = begin_stage("estimate", rnd.dir,
                          {**cfg.fingerprint(), "datasets": [str(d) for d in rnd.datasets]},
-                         out, own=(checkpoints,))
+                         out, own=(checkpoints,), extendable=("estimator.epochs",))
     if record is None:
         return out
-    if cfg.interactions is not None and not (rnd.pir_data / "pir.csv").is_file():
-        _export(Path(cfg.interactions), rnd.pir_data, cfg.generator)
+    if cfg.interactions is not None and rnd.pir_data != Path(cfg.interactions):
+        if (rnd.pir_data / "pir.csv").is_file():
+            log.info("estimate: %s was exported to %s already", cfg.interactions, rnd.pir_data)
+        else:
+            _export(Path(cfg.interactions), rnd.pir_data, cfg.generator)
     for dataset in rnd.datasets:
         if not (dataset / "pir.csv").is_file():
             raise UsageError(f"no PIR dataset at {dataset}; run stage=collect first, or "

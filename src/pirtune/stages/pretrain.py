@@ -21,7 +21,7 @@ from pirtune.models.acgan import STEPS_PER_ITERATION, ACGANModule, SampleGridCal
 from pirtune.stages.config import PretrainConfig
 from pirtune.stages.rundir import BUNDLE_NAME, Run, begin_stage
 from pirtune.stages.tracking import parameter_counts, track
-from pirtune.stages.training import resume_path, trainer
+from pirtune.stages.training import gan_trainer, resume_path
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def pretrain(cfg: PretrainConfig, run: Run) -> Path:
     checkpoints = run.dir / "checkpoints"
     record = begin_stage("pretrain", run.dir, cfg.fingerprint(), bundle_path,
                          own=(checkpoints, run.dir / "samples"),
-                         again=cfg.ckpt_path is not None)
+                         again=cfg.ckpt_path is not None, extendable=("iterations",))
     if record is None:
         return bundle_path
 
@@ -50,8 +50,7 @@ def pretrain(cfg: PretrainConfig, run: Run) -> Path:
     with track(run, "pretrain", record=record) as tracker:
         tracker.config(parameter_counts(generator=module.generator,
                                         discriminator=module.discriminator))
-        fit = trainer(run, callbacks, tracker.loggers,
-                      max_steps=STEPS_PER_ITERATION * cfg.iterations)
+        fit = gan_trainer(run, callbacks, tracker.loggers, cfg.iterations, datamodule)
         fit.fit(module, datamodule=datamodule,
                 ckpt_path=resume_path("pretrain", checkpoints, cfg.ckpt_path))
         if fit.is_global_zero:

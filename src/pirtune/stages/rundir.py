@@ -139,7 +139,8 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def begin_stage(stage: str, folder: Path, fingerprint: dict[str, Any], output: Path,
-                own: tuple[Path, ...] = (), again: bool = False) -> StageRecord | None:
+                own: tuple[Path, ...] = (), again: bool = False,
+                extendable: tuple[str, ...] = ()) -> StageRecord | None:
     """Check a stage against its record in ``folder``; ``None`` when it is already done.
 
     Args:
@@ -149,6 +150,9 @@ def begin_stage(stage: str, folder: Path, fingerprint: dict[str, Any], output: P
         output: the file whose existence means the stage is done.
         own: the stage's other files (checkpoints), named in the refusal's fix.
         again: run even when ``output`` exists (pre-training from a given checkpoint).
+        extendable: keys that may change while the stage is unfinished (a training
+            length: resuming with more iterations trains on); once ``output``
+            exists they are compared like the rest.
 
     Returns:
         The record to run under (the same W&B id when the stage resumes; not yet
@@ -162,6 +166,12 @@ def begin_stage(stage: str, folder: Path, fingerprint: dict[str, Any], output: P
     path = folder / RECORD_DIR / f"{stage}.json"
     fingerprint = _comparable(fingerprint)
     record = StageRecord.read(path)
+    if record is not None and not output.exists() and record.fingerprint != fingerprint:
+        same = {key: value for key, value in fingerprint.items() if key not in extendable}
+        if {k: v for k, v in record.fingerprint.items() if k not in extendable} == same:
+            log.info("%s: continuing to %s", stage, ", ".join(
+                f"{key}={fingerprint[key]}" for key in extendable if key in fingerprint))
+            record = StageRecord(path, fingerprint, record.wandb_id)
     if record is not None and record.fingerprint != fingerprint:
         differences = _differences(record.fingerprint, fingerprint)
         shown = "; ".join(differences[:4]) + ("; …" if len(differences) > 4 else "")

@@ -145,12 +145,22 @@ def _tags(run: Run, stage: str, rnd: Round | None) -> list[str]:
     return tags
 
 
+def _csv_version(folder: Path, version: str) -> str:
+    """``version``, or ``<version>-part<k>`` for a resumed stage: no CSV is overwritten."""
+    found, part = version, 1
+    while (folder / found / "metrics.csv").exists():
+        part += 1
+        found = f"{version}-part{part}" if version else f"part{part}"
+    return found
+
+
 def _logger(spec: dict[str, Any], run: Run, stage: str, rnd: Round | None,
             record: StageRecord | None) -> Logger:
     target = spec.get("_target_", "")
     suffix = "" if rnd is None else f"round{rnd.index}"
     if target.endswith("CSVLogger"):
-        return instantiate(spec, save_dir=str(run.dir), name=f"logs/{stage}", version=suffix)
+        return instantiate(spec, save_dir=str(run.dir), name=f"logs/{stage}",
+                           version=_csv_version(run.dir / "logs" / stage, suffix))
     if target.endswith("WandbLogger"):
         title = f"{run.name}/{stage}" + (f"/{suffix}" if suffix else "")
         return instantiate(spec, save_dir=str(run.dir), name=title, group=run.name,

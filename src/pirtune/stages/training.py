@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +14,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from pirtune.errors import UsageError
+from pirtune.models.acgan import STEPS_PER_ITERATION
 from pirtune.stages.rundir import Run
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,20 @@ def trainer(run: Run, callbacks: list[L.Callback], loggers: list[Logger],
         callbacks = [*callbacks, RichProgressBar()]
     return instantiate(run.trainer, callbacks=callbacks, logger=loggers,
                        enable_progress_bar=run.progress, **limits)
+
+
+def gan_trainer(run: Run, callbacks: list[L.Callback], loggers: list[Logger],
+                iterations: int, datamodule: L.LightningDataModule) -> L.Trainer:
+    """The run's Trainer for ``iterations`` D+G pairs of a GAN on ``datamodule``.
+
+    Lightning counts two steps per iteration. The epochs those steps span are
+    given too (at least: each process sees its share of the batches), so the
+    progress bar reads "Epoch 3/46" rather than "Epoch 3/-2".
+    """
+    fit = trainer(run, callbacks, loggers, max_steps=STEPS_PER_ITERATION * iterations)
+    batches = max(1, len(datamodule.train_dataloader()) // fit.world_size)
+    fit.fit_loop.max_epochs = math.ceil(iterations / batches)
+    return fit
 
 
 def resume_path(stage: str, checkpoints: Path, explicit: str | None = None) -> str | None:

@@ -24,7 +24,7 @@ from pirtune.models.tuning import PIRTuningModule
 from pirtune.stages.config import TuneConfig
 from pirtune.stages.rundir import Round, begin_stage
 from pirtune.stages.tracking import parameter_counts, track
-from pirtune.stages.training import barrier, resume_path, trainer
+from pirtune.stages.training import barrier, gan_trainer, resume_path
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ def tune(cfg: TuneConfig, rnd: Round) -> Path:
     checkpoints = rnd.dir / "tune_ckpt"
     record = begin_stage("tune", rnd.dir,
                          {**cfg.fingerprint(), "from": str(rnd.start),
-                          "estimator": str(rnd.estimator)}, out, own=(checkpoints,))
+                          "estimator": str(rnd.estimator)}, out, own=(checkpoints,),
+                         extendable=("steps",))
     if record is None:
         return out
     estimator = load_estimator(rnd.estimator)
@@ -53,8 +54,7 @@ def tune(cfg: TuneConfig, rnd: Round) -> Path:
         tracker.config(parameter_counts(generator=module.generator,
                                         discriminator=module.discriminator,
                                         estimator=estimator))
-        fit = trainer(rnd.run, callbacks, tracker.loggers,
-                      max_steps=STEPS_PER_ITERATION * cfg.steps)
+        fit = gan_trainer(rnd.run, callbacks, tracker.loggers, cfg.steps, datamodule)
         fit.fit(module, datamodule=datamodule, ckpt_path=resume_path("tune", checkpoints))
         if fit.is_global_zero and not fit.interrupted:
             settings = {key: value for key, value in cfg.fingerprint().items()
