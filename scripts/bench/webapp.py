@@ -16,6 +16,15 @@ Two measurements with the shipped generator on CPU (issue 6):
    rounds with seeded random picks. Reports requests, wall time, requests per
    second and the per-round latency the people saw.
 
+3. Memory per live session, in process: the resident memory added by
+   ``--memory-sessions`` new sessions (each started and answered once) with
+   the cache holding them all, for the page's GANSpace k = 8 and for the full
+   latent space; then the same number of sessions again with the cache capped
+   at ``--cap`` (``Limits.live_sessions``), whose growth should stop at the cap.
+4. The limits on new sessions: one client starting sessions as fast as it
+   can, then many clients, against the default ``Limits``: how many are taken
+   and how many refused with 429 within one window.
+
 Writes ``<out>/webapp.json`` (every figure and the machine) and
 ``<out>/webapp.md`` (the table, also printed). Run it alone: on a 2-core
 machine a second busy process distorts the figures.
@@ -32,6 +41,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import tempfile  # noqa: E402
@@ -50,13 +60,15 @@ from pirtune.paths import SHIPPED_GENERATOR  # noqa: E402
 from pirtune.search import SimulatedPerson  # noqa: E402
 from pirtune.search.space import SearchSpace  # noqa: E402
 from pirtune.webapp import InteractionLog  # noqa: E402
-from pirtune.webapp.app import create_app  # noqa: E402
+from pirtune.webapp.app import Limits, create_app  # noqa: E402
 from pirtune.webapp.serve import class_names, launch  # noqa: E402
 
 K = 8                     # GANSpace directions, the page's default
 ALGORITHM = "preference"
 TARGET_P95_MS = 200.0
-QUICK = {"sessions": 2, "rounds": 3, "people": 3, "people_rounds": 3}
+QUICK = {"sessions": 2, "rounds": 3, "people": 3, "people_rounds": 3, "memory_sessions": 8,
+         "cap": 4}
+UNLIMITED = {"sessions_per_client": 10**9, "sessions_total": 10**9}
 
 
 def _ms(seconds: list[float]) -> dict[str, float]:
@@ -135,8 +147,10 @@ def concurrent(checkpoint: Path, people: int, rounds: int) -> dict:
         return requests, start, times
 
     with tempfile.TemporaryDirectory() as tmp:
+        # The people share one address here; the per-client limit is for real clients.
         server, base = launch(Path(tmp) / "log.db",
-                              options=["--checkpoint", str(checkpoint), "--threads", "1"])
+                              options=["--checkpoint", str(checkpoint), "--threads", "1",
+                                       "--sessions-per-client", str(10 * people)])
         try:
             num_classes = len(httpx.get(f"{base}/api/info").json()["classes"])
             with ThreadPoolExecutor(people) as pool:
@@ -154,6 +168,79 @@ def concurrent(checkpoint: Path, people: int, rounds: int) -> dict:
             "requests_per_s": round(requests / wall, 1),
             "round_ms": _ms([t for _, _, times in results for t in times]),
             "start_ms": _ms([s for _, s, _ in results])}
+
+
+def _rss_mib() -> float:
+    """This process's resident memory in MiB (Linux)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def _start_and_answer(client: TestClient, space: dict, seed: int) -> None:
+    """A new session in ``space``, answered once (its search is then live)."""
+    state = client.post("/api/sessions", json={
+        **space, "seed": seed, "algorithm": ALGORITHM}).raise_for_status().json()
+    client.post(f"/api/sessions/{state['session_id']}/choices",
+                json={"round": 1, "index": seed % 4}).raise_for_status()
+
+
+def memory(checkpoint: Path, sessions: int, cap: int) -> dict:
+    """MiB per live session (k = 8 and the full space), and the growth with the cache capped."""
+    generator, _, meta = load_bundle(checkpoint)
+    generator.eval()
+    torch.set_num_threads(1)
+    result = {"sessions": sessions, "cap": cap}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, space, live in (("ganspace_k8", {"k": K}, sessions),
+                                  ("full", {"space": "full"}, sessions),
+                                  ("full_capped", {"space": "full"}, cap)):
+            log = InteractionLog(Path(tmp) / f"{name}.db")
+            app = create_app(generator, log, class_names(meta, generator.num_classes),
+                             Limits(live_sessions=live, **UNLIMITED))
+            with TestClient(app) as client:
+                for seed in range(4):   # warm-up: PNG encoders, SQLite pages
+                    _start_and_answer(client, space, seed)
+                gc.collect()
+                before = _rss_mib()
+                for seed in range(4, 4 + sessions):
+                    _start_and_answer(client, space, seed)
+                gc.collect()
+                grown = _rss_mib() - before
+                result[name] = {"live": len(app.state.live), "grown_mib": round(grown, 1),
+                                "mib_per_session": round(grown / sessions, 2)}
+            log.close()
+            del app
+            gc.collect()
+    return result
+
+
+def limits() -> dict:
+    """The default limits on new sessions, hit by one fast client and then by many."""
+    generator, _, meta = load_bundle(SHIPPED_GENERATOR)
+    generator.eval()
+    defaults = Limits()
+    result = {"window_s": defaults.window_s, "per_client": defaults.sessions_per_client,
+              "total": defaults.sessions_total}
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(generator, InteractionLog(Path(tmp) / "log.db"),
+                         class_names(meta, generator.num_classes))
+        one = TestClient(app, client=("10.0.0.1", 5000))
+        started = time.perf_counter()
+        codes = [one.post("/api/sessions", json={"k": K}).status_code
+                 for _ in range(defaults.sessions_per_client + 10)]
+        refused = one.post("/api/sessions", json={"k": K})
+        result["one_client"] = {"tried": len(codes), "taken": codes.count(200),
+                                "refused_429": codes.count(429),
+                                "per_s": round(len(codes) / (time.perf_counter() - started), 1),
+                                "message": refused.json()["detail"],
+                                "retry_after_s": int(refused.headers["Retry-After"])}
+        codes = [TestClient(app, client=(f"10.0.1.{i}", 5000)).post(
+                     "/api/sessions", json={"k": K}).status_code
+                 for i in range(defaults.sessions_total)]
+        result["many_clients"] = {"tried": len(codes), "taken": codes.count(200),
+                                  "refused_429": codes.count(429)}
+    return result
 
 
 def table(result: dict) -> str:
@@ -179,6 +266,30 @@ def table(result: dict) -> str:
         f"{many['start_ms']['p50']:.0f} | {many['requests']} requests in "
         f"{many['wall_s']:.1f} s, {many['requests_per_s']:.0f} req/s |",
     ]
+    mem = result["memory"]
+    lines += [
+        "",
+        f"Memory: {mem['sessions']} new sessions (started and answered once) in process.",
+        "",
+        "| search space | cache | live sessions | resident memory added | per session |",
+        "|---|---:|---:|---:|---:|",
+        *[f"| {space} | {cache} | {mem[name]['live']} | {mem[name]['grown_mib']:.0f} MiB | "
+          f"{mem[name]['mib_per_session']:.2f} MiB |"
+          for name, space, cache in (("ganspace_k8", f"GANSpace k = {K}", "all"),
+                                     ("full", "full (64)", "all"),
+                                     ("full_capped", "full (64)", f"capped at {mem['cap']}"))],
+    ]
+    lim = result["limits"]
+    lines += [
+        "",
+        f"New sessions (default limits: {lim['per_client']} per client and {lim['total']} in "
+        f"total per {lim['window_s']:g} s): one client trying {lim['one_client']['tried']} at "
+        f"{lim['one_client']['per_s']:.0f}/s got {lim['one_client']['taken']}, then 429 "
+        f"(Retry-After {lim['one_client']['retry_after_s']} s: "
+        f"\"{lim['one_client']['message']}\"); {lim['many_clients']['tried']} more from "
+        f"other clients: {lim['many_clients']['taken']} taken, "
+        f"{lim['many_clients']['refused_429']} refused.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -191,6 +302,10 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=20, help="concurrent people on the server")
     parser.add_argument("--people-rounds", type=int, default=20,
                         help="rounds per concurrent person")
+    parser.add_argument("--memory-sessions", type=int, default=64,
+                        help="new sessions per memory measurement")
+    parser.add_argument("--cap", type=int, default=16,
+                        help="the capped cache's size in the memory measurement")
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
@@ -211,6 +326,10 @@ def main() -> None:
     print(f"in process: {json.dumps(result['in_process'])}", flush=True)
     result["concurrent"] = concurrent(args.checkpoint, args.people, args.people_rounds)
     print(f"concurrent: {json.dumps(result['concurrent'])}", flush=True)
+    result["memory"] = memory(args.checkpoint, args.memory_sessions, args.cap)
+    print(f"memory: {json.dumps(result['memory'])}", flush=True)
+    result["limits"] = limits()
+    print(f"limits: {json.dumps(result['limits'])}", flush=True)
 
     (args.out / "webapp.json").write_text(json.dumps(result, indent=2) + "\n")
     markdown = table(result)

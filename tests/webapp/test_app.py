@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
 import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -10,12 +20,14 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from PIL import Image
 
+from pirtune.models.acgan import render
 from pirtune.models.networks import Generator
 from pirtune.search import SimulatedPerson
 from pirtune.search.space import SearchSpace
 from pirtune.webapp import InteractionLog
-from pirtune.webapp.app import create_app
+from pirtune.webapp.app import FIRST_MOVE_SD, MIN_STEP, create_app
 
 
 @pytest.fixture
@@ -79,11 +91,12 @@ def test_bad_input_gets_a_clear_status_and_changes_nothing(tmp_path, generator):
                  b'{"round": 0, "index": 0}', b""):
         assert client.post(url, content=body, headers={"Content-Type": "application/json"}
                            ).status_code == 422, body
-    # Images exist only for the round on show, under the five names.
-    assert client.get(f"/api/sessions/{session_id}/images/2/0.png").status_code == 404
-    assert client.get(f"/api/sessions/{session_id}/images/1/4.png").status_code == 422
-    assert client.get(f"/api/sessions/{session_id}/images/1/..%2Fetc.png").status_code in (
-        404, 422)
+    # Images are named by their content: those on show or on the path, nothing else.
+    images = f"/api/sessions/{session_id}/images"
+    assert client.get(f"{images}/{'0' * 20}.png").status_code == 404
+    for name in ("1/4", "..%2Fetc", "ABCDEF0123456789abcd", "0" * 64):
+        assert client.get(f"{images}/{name}.png").status_code in (404, 422), name
+    assert client.get(f"/api/sessions/{session_id}/final.png").status_code == 409
     assert log.choices(session_id) == [] and len(log.shown()) == 4   # round 1, once
     history = client.get(f"/api/sessions/{session_id}/history").json()
     assert history["choices"] == [] and history["undone"] == [[1, 2]]
@@ -205,11 +218,297 @@ def test_preference_sessions_search_around_typical_images(tmp_path, generator):
     origin, basis = np.array(settings["origin"]), np.array(settings["basis"])
     shown = np.array([s.latent for s in log.shown()])
     # The first image is the origin with its component in the searched directions removed
-    # (the prior's centre); the candidates step one expected distance, √k·1, from it.
+    # (the prior's centre); the candidates move two coordinates by FIRST_MOVE_SD each.
     centre = origin - basis.T @ (basis @ origin)
     np.testing.assert_allclose(_space(log, session_id).to_latent(
         np.array(settings["preference"]["start"])), centre, atol=1e-9)
     offsets = np.linalg.norm(basis @ (shown - centre).T, axis=0)
-    assert offsets == pytest.approx(np.full(4, np.sqrt(8)), rel=0.01)  # grid: 0.6 % steps
+    assert offsets == pytest.approx(np.full(4, FIRST_MOVE_SD * np.sqrt(2)), rel=0.01)
     np.testing.assert_allclose(shown - centre, (basis.T @ (basis @ (shown - centre).T)).T,
                                atol=1e-9)   # candidates move only in the searched directions
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+def _logged_pixels(log: InteractionLog, generator: Generator, session_id: str,
+                   round_: int) -> np.ndarray:
+    """The logged candidates of ``round_`` rendered as the server renders them: [4, R, R, 3]."""
+    shown = [s for s in log.shown() if s.session_id == session_id and s.round == round_]
+    z = torch.tensor([s.latent for s in shown], dtype=torch.float32)
+    with torch.inference_mode():
+        images = render(generator, z, torch.full((4,), shown[0].cls))
+    return (images * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def test_an_image_url_never_changes_its_image(tmp_path, generator):
+    """Bug 1: after an undo and a different pick, no URL the browser cached shows old pixels."""
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    seen: dict[str, bytes] = {}
+
+    def look(state: dict) -> dict:
+        for url in (state["current"], *state["candidates"]):
+            response = client.get(url)
+            assert response.status_code == 200
+            assert seen.setdefault(url, response.content) == response.content, url
+        return state
+
+    state = look(client.post("/api/sessions", json={"k": 4, "seed": 2}).json())
+    session_id = state["session_id"]
+    url = f"/api/sessions/{session_id}"
+    before = look(client.post(f"{url}/choices", json={"round": 1, "index": 0}).json())
+    look(client.post(f"{url}/undo").json())
+    after = look(client.post(f"{url}/choices", json={"round": 1, "index": 1}).json())
+    assert after["candidates"] != before["candidates"]
+    served = np.stack([_pixels(client.get(u).content) for u in after["candidates"]])
+    np.testing.assert_allclose(served, _logged_pixels(log, generator, session_id, 2), atol=1)
+
+
+def test_an_undo_racing_a_read_leaves_the_log_equal_to_what_is_served(tmp_path, generator):
+    """Bug 4: a read of round 2 that writes after an undo of round 1 must not log stale images.
+
+    The read is held at its first call into the log until the undo has returned (or
+    2 s have passed, for a server that makes the undo wait for the read).
+    """
+    undone, paused = threading.Event(), threading.Event()
+    hold = {"next": False}
+
+    class SlowLog(InteractionLog):
+        def _hold(self) -> None:
+            if hold["next"]:
+                hold["next"] = False
+                paused.set()
+                undone.wait(2)
+
+        def status(self, *args, **kwargs):
+            self._hold()
+            return super().status(*args, **kwargs)
+
+        def record_shown(self, *args, **kwargs):
+            self._hold()
+            return super().record_shown(*args, **kwargs)
+
+    log = SlowLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    session_id = client.post("/api/sessions", json={"k": 4, "seed": 1}).json()["session_id"]
+    url = f"/api/sessions/{session_id}"
+    client.post(f"{url}/choices", json={"round": 1, "index": 0})
+    hold["next"] = True
+    reader = threading.Thread(target=client.get, args=(url,))
+    reader.start()
+    assert paused.wait(10)
+    assert client.post(f"{url}/undo").json()["round"] == 1
+    undone.set()
+    reader.join()
+    state = client.post(f"{url}/choices", json={"round": 1, "index": 1}).json()
+    served = np.stack([_pixels(client.get(u).content) for u in state["candidates"]])
+    np.testing.assert_allclose(served, _logged_pixels(log, generator, session_id, 2), atol=1)
+
+
+def test_live_sessions_are_bounded_and_evicted_ones_continue_from_the_log(tmp_path, generator):
+    """Bug 5: at most ``live_sessions`` searches in memory; the others rebuild from the log."""
+    from pirtune.webapp.app import Limits
+
+    log = InteractionLog(tmp_path / "log.db")
+    app = create_app(generator, log, limits=Limits(live_sessions=3, sessions_per_client=1000,
+                                                   sessions_total=1000))
+    client = TestClient(app)
+    on_show: dict[str, list[bytes]] = {}
+    tracemalloc.start()
+    try:
+        for seed in range(40):
+            if seed == 10:
+                baseline = tracemalloc.get_traced_memory()[0]
+            state = client.post("/api/sessions", json={"space": "full", "seed": seed}).json()
+            state = client.post(f"/api/sessions/{state['session_id']}/choices",
+                                json={"round": 1, "index": seed % 4}).json()
+            on_show[state["session_id"]] = [client.get(u).content for u in state["candidates"]]
+        grown = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert grown < 1.5 * 2**20, grown   # 30 more sessions, each ~0.5 MiB when live
+    assert len(app.state.live) == 3
+    for session_id, pngs in list(on_show.items())[:5]:   # long evicted
+        state = client.get(f"/api/sessions/{session_id}").json()
+        assert state["round"] == 2
+        assert [client.get(u).content for u in state["candidates"]] == pngs
+
+
+def test_starting_sessions_is_limited_per_client_and_in_total(tmp_path, generator):
+    """Bug 5: one client (or everyone) starting sessions too fast gets 429 and a clear line."""
+    from pirtune.webapp.app import Limits
+
+    app = create_app(generator, InteractionLog(tmp_path / "log.db"),
+                     limits=Limits(sessions_per_client=3, sessions_total=5, window_s=1.0))
+    one, two, three = (TestClient(app, client=(f"10.0.0.{i}", 5000)) for i in (1, 2, 3))
+    for _ in range(3):
+        assert one.post("/api/sessions", json={"k": 4}).status_code == 200
+    refused = one.post("/api/sessions", json={"k": 4})
+    assert refused.status_code == 429
+    assert "3 new sessions" in refused.json()["detail"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    for _ in range(2):
+        assert two.post("/api/sessions", json={"k": 4}).status_code == 200
+    refused = three.post("/api/sessions", json={"k": 4})   # a fresh client, but the server is full
+    assert refused.status_code == 429 and "server" in refused.json()["detail"]
+    # An existing session is never refused, and the window moves on.
+    time.sleep(1.1)
+    assert three.post("/api/sessions", json={"k": 4}).status_code == 200
+
+
+@pytest.mark.parametrize("body", [{"round": 2**63, "index": 0}, {"round": 2**64, "index": 0},
+                                  {"round": 10**30, "index": 0}, {"round": 1, "index": 2**63}])
+def test_integers_out_of_range_are_422_not_500(tmp_path, generator, body):
+    """Bug 6: a round past SQLite's 64 bits is refused in one line that names it."""
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    session_id = client.post("/api/sessions", json={"k": 4}).json()["session_id"]
+    response = client.post(f"/api/sessions/{session_id}/choices", json=body)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail
+    assert ("round" if body["round"] != 1 else "index") in detail
+    assert log.choices(session_id) == []
+
+
+@pytest.mark.parametrize("body", [{"round": "1", "index": 0}, {"round": 1.0, "index": 0},
+                                  {"round": True, "index": 0}, {"round": 1, "index": "2"},
+                                  {"round": 1, "index": True}, {"round": 1, "index": 2.0}])
+def test_wrong_types_are_refused(tmp_path, generator, body):
+    """Gap 12: strict types; a string, float or boolean is not a round or an index."""
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    session_id = client.post("/api/sessions", json={"k": 4}).json()["session_id"]
+    response = client.post(f"/api/sessions/{session_id}/choices", json=body)
+    assert response.status_code == 422, response.text
+    assert "integer" in response.json()["detail"]
+    for start in ({"k": "4"}, {"seed": 1.0}, {"image_class": True}):
+        assert client.post("/api/sessions", json=start).status_code == 422, start
+    assert log.choices(session_id) == []
+
+
+def _play(client: TestClient, log: InteractionLog, rounds: int, **start) -> dict:
+    """A simulated person answers ``rounds`` rounds of a new session; return the state."""
+    state = client.post("/api/sessions", json={"k": 4, **start}).json()
+    space = _space(log, state["session_id"])
+    person = SimulatedPerson(np.random.default_rng(7).standard_normal(space.dim))
+    for round_ in range(1, rounds + 1):
+        shown = [s for s in log.shown()
+                 if s.session_id == state["session_id"] and s.round == round_]
+        state = client.post(f"/api/sessions/{state['session_id']}/choices", json={
+            "round": round_, "index": person.pick(space.to_coords(
+                np.array([s.latent for s in shown])))}).json()
+    return state
+
+
+REBUILD = """
+import hashlib, sys, torch
+from fastapi.testclient import TestClient
+from pirtune.models.networks import Generator
+from pirtune.webapp import InteractionLog
+from pirtune.webapp.app import create_app
+torch.manual_seed(0)
+generator = Generator(latent_dim=16, num_classes=2, resolution=16, width=0.125).eval()
+client = TestClient(create_app(generator, InteractionLog(sys.argv[1])))
+state = client.get("/api/sessions/" + sys.argv[2]).json()
+print(state["round"], *[hashlib.sha256(client.get(u).content).hexdigest()
+                         for u in [state["current"], *state["candidates"]]])
+"""
+
+
+@pytest.mark.parametrize("algorithm", ["preference", "axis"])
+def test_a_rebuilt_session_shows_exactly_the_logged_candidates(tmp_path, generator, algorithm):
+    """Issue 11: replay answers the logged proposals, never recomputed ones: a session whose
+    settings no longer reproduce its path, or a machine with other floating-point kernels
+    (another OpenBLAS core type), still shows what was logged."""
+    db = tmp_path / "log.db"
+    log = InteractionLog(db)
+    client = TestClient(create_app(generator, log))
+    state = _play(client, log, 6, algorithm=algorithm, seed=3)
+    session_id = state["session_id"]
+    on_show = [client.get(u).content for u in [state["current"], *state["candidates"]]]
+    path = [client.get(step["url"]).content for step in state["path"]]
+    log.close()
+    # A replay that recomputed its proposals would now step and turn differently.
+    raw = sqlite3.connect(db)
+    settings = json.loads(raw.execute("SELECT settings FROM sessions").fetchone()[0])
+    settings["preference"]["step_scale"] *= 1.5
+    settings["seed"] += 1
+    raw.execute("UPDATE sessions SET settings = ?", (json.dumps(settings),))
+    raw.commit()
+    raw.close()
+    rebuilt = TestClient(create_app(generator, InteractionLog(db)))
+    again = rebuilt.get(f"/api/sessions/{session_id}").json()
+    assert again["round"] == 7 and again["path"] == state["path"]
+    assert [rebuilt.get(u).content for u in [again["current"], *again["candidates"]]] == on_show
+    assert [rebuilt.get(step["url"]).content for step in again["path"]] == path
+    # In a fresh process on other kernels: the same PNGs, bit for bit.
+    result = subprocess.run([sys.executable, "-c", REBUILD, str(db), session_id],
+                            env={**os.environ, "OPENBLAS_CORETYPE": "Prescott"},
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["7", *[hashlib.sha256(png).hexdigest() for png in on_show]]
+
+
+def test_finishing_gives_the_last_pick_with_its_latent_in_the_download(tmp_path, generator):
+    """Gap 8: the final image is the last picked one; gap 15: an upscaled download with the
+    latent and class in its PNG text."""
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log, class_names=["coast", "mountain"]))
+    state = _play(client, log, 3, image_class=1)
+    session_id = state["session_id"]
+    final = client.post(f"/api/sessions/{session_id}/finish").json()
+    assert [step["round"] for step in final["path"]] == [0, 1, 2, 3]
+    picked = [s for s in log.shown() if s.session_id == session_id and s.round == 3 and s.picked]
+    download = client.get(final["final"])
+    assert download.headers["content-disposition"].startswith("attachment")
+    last_pick = _pixels(client.get(final["path"][-1]["url"]).content)
+    np.testing.assert_array_equal(_pixels(download.content), last_pick)
+    large = Image.open(io.BytesIO(client.get(final["final"], params={"scale": 8}).content))
+    assert large.size == (128, 128)
+    assert json.loads(large.text["pirtune:latent"]) == picked[0].latent
+    assert large.text["pirtune:class"] == "1" and large.text["pirtune:class_name"] == "mountain"
+    np.testing.assert_array_equal(np.asarray(large)[::8, ::8], last_pick)
+    assert client.get(final["final"], params={"scale": 17}).status_code == 422
+    assert client.get(final["final"], params={"scale": "x"}).status_code == 422
+
+
+def test_the_step_is_reported_and_a_stalled_search_says_so(tmp_path, generator):
+    """Gap 14: the state gives the step as a share of round 1's, and flags a search whose
+    candidates would look the same."""
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    state = client.post("/api/sessions", json={"k": 3, "seed": 4}).json()
+    steps = [state["step"]]
+    while not state["stalled"] and state["round"] < 200:
+        state = client.post(f"/api/sessions/{state['session_id']}/choices",
+                            json={"round": state["round"], "index": 0}).json()
+        steps.append(state["step"])
+    first = FIRST_MOVE_SD * np.sqrt(2)     # two coordinates moved FIRST_MOVE_SD each
+    assert steps[0] == 1.0 and state["stalled"]
+    assert steps[-1] * first < MIN_STEP <= steps[-2] * first
+
+
+def test_docs_are_not_loaded_from_a_cdn(tmp_path, generator):
+    """Gap 15: no Swagger UI from the network; the schema is served as JSON."""
+    client = TestClient(create_app(generator, InteractionLog(tmp_path / "log.db")))
+    assert client.get("/docs").status_code == 404
+    assert "/api/sessions/{session_id}/choices" in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_first_candidates_are_images_the_generator_draws_well():
+    """Gap 7: round 1 of the shipped generator's sessions rarely offers a near-black image
+    (before: 2 of the 4 in every session; now about 1 in 20)."""
+    from pirtune.models.acgan import load_bundle
+    from pirtune.paths import SHIPPED_GENERATOR
+
+    shipped, _, _ = load_bundle(SHIPPED_GENERATOR)
+    shipped.eval()
+    client = TestClient(create_app(shipped, InteractionLog(":memory:")))
+    dark = 0
+    for seed in range(20):
+        state = client.post("/api/sessions", json={"seed": seed, "image_class": seed % 2}).json()
+        dark += sum(_pixels(client.get(u).content).mean() < 0.15 * 255
+                    for u in state["candidates"])
+    assert dark <= 8    # of 80

@@ -1,27 +1,36 @@
-"""A person's session in a real browser: Debian's Chromium driven by Playwright.
+"""People's sessions in a real browser: Debian's Chromium driven by Playwright.
 
-The test starts ``pirtune-serve`` on a free localhost port and headless
-Chromium (``/usr/bin/chromium``, never a downloaded browser; ``make browser``
-installs it; ``PIRTUNE_CHROMIUM`` names another) with a fresh profile, then
-clicks through five rounds, undoes one, finishes, and checks the page and the
-database. With ``PIRTUNE_SCREENSHOTS=<folder>`` it also saves the README's
-screenshots there (``make screenshots``).
+One ``pirtune-serve`` on a free localhost port serves the module; each test
+opens a fresh browser context in headless Chromium (``/usr/bin/chromium``,
+never a downloaded browser; ``make browser`` installs it; ``PIRTUNE_CHROMIUM``
+names another). The tests click through rounds, undo, finish, use the
+keyboard, slow the network down, reload, and look at the page on a phone, and
+check the page against the server and the database. With
+``PIRTUNE_SCREENSHOTS=<folder>`` they also save the README's screenshots
+there (``make screenshots``).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from pirtune.webapp import InteractionLog
+from pirtune.webapp.serve import launch
 
 CHROMIUM = Path(os.environ.get("PIRTUNE_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
+DESKTOP = {"width": 760, "height": 900}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3,
+         "is_mobile": True, "has_touch": True}
 IMAGES_LOADED = """() => [...document.images].filter(i => i.offsetParent !== null)
                                           .every(i => i.complete && i.naturalWidth > 0)"""
 
@@ -35,6 +44,56 @@ BRIGHTEST = """() => [0, 1, 2, 3].map(i => {
   return context.getImageData(0, 0, canvas.width, canvas.height).data
     .reduce((sum, value, k) => k % 4 === 3 ? sum : sum + value, 0);
 }).reduce((best, value, i, all) => value > all[best] ? i : best, 0)"""
+# The largest difference (0–255) between the images on screen and the server's images of
+# the session's open round, fetched past the browser's cache.
+ON_SCREEN_VS_SERVER = """async () => {
+  const pixels = source => {
+    const width = source.naturalWidth || source.width;
+    const height = source.naturalHeight || source.height;
+    const canvas = Object.assign(document.createElement('canvas'), {width, height});
+    canvas.getContext('2d').drawImage(source, 0, 0);
+    return canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  };
+  const s = await (await fetch('/api/sessions/' + state.session_id, {cache: 'no-store'})).json();
+  const shown = ['#current', '#c0 img', '#c1 img', '#c2 img', '#c3 img']
+    .map(selector => pixels(document.querySelector(selector)));
+  let worst = 0;
+  for (const [i, url] of [s.current, ...s.candidates].entries()) {
+    const blob = await (await fetch(url, {cache: 'no-store'})).blob();
+    const server = pixels(await createImageBitmap(blob));
+    worst = Math.max(worst, ...server.map((v, k) => Math.abs(v - shown[i][k])));
+  }
+  return worst;
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """(base URL, database) of one ``pirtune-serve`` for the module's tests."""
+    db = tmp_path_factory.mktemp("webapp") / "interactions.db"
+    process, base = launch(db)
+    yield base, db
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium package)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser) -> Iterator[BrowserContext]:
+    """A fresh profile (no cache, no storage) at the desktop size."""
+    context = browser.new_context(viewport=DESKTOP)
+    yield context
+    context.close()
 
 
 def _screenshot(page: Page, name: str, tmp_path: Path) -> Path:
@@ -47,6 +106,15 @@ def _screenshot(page: Page, name: str, tmp_path: Path) -> Path:
     return out
 
 
+def _watch(page: Page) -> list[str]:
+    """Collect the page's script errors and console errors (a 404 favicon is one)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" else None)
+    return errors
+
+
 def _round_shown(page: Page, round_: int) -> None:
     """Wait until the page shows ``round_`` with every visible image loaded."""
     page.wait_for_function("r => state !== null && state.round === r", arg=round_)
@@ -55,59 +123,56 @@ def _round_shown(page: Page, round_: int) -> None:
     page.wait_for_function(IMAGES_LOADED)
 
 
-def test_a_person_clicks_five_rounds_undoes_one_and_finishes(tmp_path, serve):
+def _start(page: Page, base: str, kind: str = "coast") -> str:
+    """Open the page, start a session of ``kind``; return its id once round 1 is on show."""
+    page.goto(base)
+    page.select_option("#classes", label=kind)
+    page.get_by_role("button", name="Start").click()
+    _round_shown(page, 1)
+    return page.evaluate("() => state.session_id")
+
+
+def test_a_person_clicks_five_rounds_undoes_one_and_finishes(server, context, tmp_path):
     """The person picks the brightest candidate each round (read off the page's pixels)."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium package)")
-    db = tmp_path / "interactions.db"
-    _, base = serve(db)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            tmp_path / "profile", executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 760, "height": 900})
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            page.goto(base)
-            page.select_option("#classes", label="coast")
-            page.get_by_role("button", name="Start").click()
-            _round_shown(page, 1)
-            session_id = page.evaluate("() => state.session_id")
+    base, db = server
+    page = context.new_page()
+    errors = _watch(page)
+    session_id = _start(page, base)
+    clicked = []
+    for round_ in range(1, 6):
+        pick = page.evaluate(BRIGHTEST)   # this person wants a bright scene
+        if round_ == 3:
+            page.keyboard.press(KEYS[pick])            # one round by key
+        else:
+            page.click(f"#c{pick}")
+        clicked.append(pick)
+        _round_shown(page, round_ + 1)
+        # The path: the start image, then each pick, with its round.
+        expect(page.locator("#path img")).to_have_count(round_ + 1)
+    expect(page.locator("#path figcaption")).to_have_text(
+        ["start", "1", "2", "3", "4", "5"])
+    expect(page.locator("#step")).to_contain_text("%")
+    _screenshot(page, "webapp.png", tmp_path)
 
-            clicked = []
-            for round_ in range(1, 6):
-                pick = page.evaluate(BRIGHTEST)   # this person wants a bright scene
-                if round_ == 3:
-                    page.keyboard.press(KEYS[pick])            # one round by key
-                else:
-                    page.click(f"#c{pick}")
-                clicked.append(pick)
-                _round_shown(page, round_ + 1)
-                expect(page.locator("#path img")).to_have_count(round_)
-            # The path keeps the picked images' pixels (data: URLs), every one loaded.
-            assert page.evaluate("""() => [...document.querySelectorAll('#path img')]
-                .every(i => i.src.startsWith('data:image/png') && i.naturalWidth === 32)""")
-            _screenshot(page, "webapp.png", tmp_path)
+    page.get_by_role("button", name="Undo last pick").click()
+    _round_shown(page, 5)
+    expect(page.locator("#path img")).to_have_count(5)
 
-            page.get_by_role("button", name="Undo last pick").click()
-            _round_shown(page, 5)
-            expect(page.locator("#path img")).to_have_count(4)
-
-            page.get_by_role("button", name="I am satisfied").click()
-            expect(page.locator("#final")).to_be_visible()
-            expect(page.locator("#session")).to_be_hidden()
-            page.wait_for_function(IMAGES_LOADED)
-            assert page.evaluate(
-                "() => document.getElementById('final-image').naturalWidth") == 32
-            expect(page.locator("#description")).to_contain_text("coast scene")
-            expect(page.locator("#description")).to_contain_text("found in 4 picks")
-            href = page.get_attribute("#download", "href")
-            assert href.startswith(f"/api/sessions/{session_id}/images/5/")
-            _screenshot(page, "webapp_final.png", tmp_path)
-            assert errors == []
-        finally:
-            browser.close()
+    page.get_by_role("button", name="I am satisfied").click()
+    expect(page.locator("#final")).to_be_visible()
+    expect(page.locator("#session")).to_be_hidden()
+    page.wait_for_function(IMAGES_LOADED)
+    expect(page.locator("#description")).to_contain_text("coast scene")
+    expect(page.locator("#description")).to_contain_text("found in 4 picks")
+    # The final image is the last one picked, and the path stays on the final screen.
+    assert page.get_attribute("#final-image", "src") == page.get_attribute(
+        "#path figure:last-child img", "src")
+    expect(page.locator("#path img")).to_have_count(5)
+    assert page.get_attribute("#download", "href").startswith(
+        f"/api/sessions/{session_id}/final.png")
+    assert "scale=8" in page.get_attribute("#download-large", "href")
+    _screenshot(page, "webapp_final.png", tmp_path)
+    assert errors == []
 
     log = InteractionLog(db)
     assert log.choices(session_id) == clicked[:4]
@@ -118,3 +183,147 @@ def test_a_person_clicks_five_rounds_undoes_one_and_finishes(tmp_path, serve):
     assert sorted({s.round for s in shown}) == [1, 2, 3, 4, 5]
     assert len(shown) == 20
     assert [s.slot for s in shown if s.picked] == clicked[:4]
+
+
+def test_after_an_undo_and_a_different_pick_the_screen_shows_the_servers_images(
+        server, context):
+    """Bug 1: no image on screen is a cached one from the path that was undone."""
+    base, db = server
+    page = context.new_page()
+    session_id = _start(page, base)
+    page.click("#c0")
+    _round_shown(page, 2)
+    assert page.evaluate(ON_SCREEN_VS_SERVER) == 0
+    page.keyboard.press("Backspace")
+    _round_shown(page, 1)
+    page.click("#c2")
+    _round_shown(page, 2)
+    assert page.evaluate(ON_SCREEN_VS_SERVER) == 0
+    assert InteractionLog(db).choices(session_id) == [2]
+
+
+def test_enter_activates_the_focused_control_and_never_finishes_by_itself(server, context):
+    """Bug 2: Enter on a candidate picks it, on Undo undoes; only the finish button finishes."""
+    base, db = server
+    page = context.new_page()
+    session_id = _start(page, base)
+    page.focus("#c2")
+    page.keyboard.press("Enter")
+    _round_shown(page, 2)
+    page.focus("#undo")
+    page.keyboard.press("Enter")
+    _round_shown(page, 1)
+    page.focus("#c3")
+    page.keyboard.press("Enter")
+    _round_shown(page, 2)
+    page.evaluate("() => document.activeElement.blur()")
+    page.keyboard.press("Enter")               # focus nowhere in particular
+    page.wait_for_timeout(300)
+    expect(page.locator("#session")).to_be_visible()
+    log = InteractionLog(db)
+    assert log.choices(session_id) == [3] and log.undone(session_id) == [(1, 2)]
+    assert log.session(session_id)["finished"] is None
+
+
+def test_no_pick_is_taken_before_its_images_have_loaded(server, context):
+    """Bug 3: with 700 ms of latency, arrow keys during loading do nothing, and so do
+    a held key's repeats."""
+    base, db = server
+    page = context.new_page()
+    session_id = _start(page, base)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 700, "downloadThroughput": -1, "uploadThroughput": -1})
+    with page.expect_response(lambda r: r.url.endswith("/choices")):
+        page.click("#c0")
+    deadline = time.monotonic() + 10
+    while True:     # press keys until round 2 is on show with its images
+        label, loaded = page.evaluate(
+            "() => [document.getElementById('round').textContent, (" + IMAGES_LOADED + ")()]")
+        assert label == "1" or loaded, "round 2 is announced over round 1's images"
+        if label == "2" and loaded:
+            break
+        page.keyboard.press("ArrowUp")
+        assert time.monotonic() < deadline
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(1000)                 # any pick sent would have landed by now
+    assert InteractionLog(db).choices(session_id) == [0]
+    for _ in range(5):   # a held key repeats; only the first press picks
+        page.evaluate("""() => document.dispatchEvent(new KeyboardEvent('keydown',
+                             {key: 'ArrowUp', repeat: true, bubbles: true}))""")
+    page.wait_for_timeout(1000)
+    assert InteractionLog(db).choices(session_id) == [0]
+    expect(page.locator("#path figure")).to_have_count(2)
+    assert page.evaluate("""() => [...document.querySelectorAll('#path img')]
+                                  .every(i => i.src.includes('/images/'))""")
+
+
+@pytest.mark.parametrize("size", ["phone", "narrow desktop"])
+def test_the_page_fits_a_phone(server, browser, tmp_path, size):
+    """Gap 9: at 390 px the board fits the screen, the images are large and the text legible."""
+    base, _ = server
+    options = PHONE if size == "phone" else {"viewport": {"width": 390, "height": 844}}
+    context = browser.new_context(**options)
+    try:
+        page = context.new_page()
+        _start(page, base)
+        page.click("#c1")
+        _round_shown(page, 2)
+        assert page.evaluate("() => window.innerWidth") == 390
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        for selector in ("#current", "#c0 img", "#c1 img", "#c2 img", "#c3 img"):
+            box = page.locator(selector).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390, selector
+            assert box["width"] >= 100, selector
+        size_px = page.evaluate(
+            "() => parseFloat(getComputedStyle(document.querySelector('#session p')).fontSize)")
+        assert size_px >= 14
+        if size == "phone":
+            _screenshot(page, "webapp_phone.png", tmp_path)
+    finally:
+        context.close()
+
+
+def test_a_reload_resumes_the_session_and_its_final_screen(server, context):
+    """Gap 10: the session id lives in the URL; a reload continues where the person was."""
+    base, _ = server
+    page = context.new_page()
+    session_id = _start(page, base)
+    page.click("#c0")
+    _round_shown(page, 2)
+    page.click("#c3")
+    _round_shown(page, 3)
+    before = page.evaluate("() => [state.current, ...state.candidates]")
+    assert session_id in page.url
+    page.reload()
+    _round_shown(page, 3)
+    assert page.evaluate("() => [state.current, ...state.candidates]") == before
+    expect(page.locator("#path figure")).to_have_count(3)
+    page.get_by_role("button", name="I am satisfied").click()
+    expect(page.locator("#final")).to_be_visible()
+    page.reload()
+    expect(page.locator("#final")).to_be_visible()
+    expect(page.locator("#description")).to_contain_text("found in 2 picks")
+
+
+def test_errors_are_sentences_with_a_retry(server, context):
+    """Gap 13: a dropped connection or a server error reads as a sentence, and Retry works."""
+    base, db = server
+    page = context.new_page()
+    session_id = _start(page, base)
+    page.route("**/choices", lambda route: route.abort("connectionfailed"))
+    page.click("#c1")
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error")).to_contain_text("could not reach the server")
+    page.unroute("**/choices")
+    page.route("**/choices", lambda route: route.fulfill(
+        status=500, body="Internal Server Error", content_type="text/plain"))
+    page.get_by_role("button", name="Try again").click()
+    expect(page.locator("#error")).to_contain_text("went wrong on the server")
+    assert "Unexpected token" not in page.inner_text("#error")
+    page.unroute("**/choices")
+    page.get_by_role("button", name="Try again").click()
+    _round_shown(page, 2)
+    expect(page.locator("#error")).to_be_hidden()
+    assert InteractionLog(db).choices(session_id) == [1]

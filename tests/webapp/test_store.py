@@ -17,6 +17,7 @@ from pirtune.errors import UsageError
 from pirtune.models.networks import Generator
 from pirtune.search import PreferenceSearch, SimulatedPerson
 from pirtune.webapp import ConflictError, InteractionLog, UnknownSessionError, export_pir_dataset
+from pirtune.webapp.store import SCHEMA, Status
 
 
 def _play(log: InteractionLog, rounds: int, seed: int = 0, dim: int = 8) -> tuple[str, list]:
@@ -108,20 +109,24 @@ def test_export_writes_impressions_and_picks_as_a_pir_dataset(tmp_path):
     log.record_shown(session, 4, np.zeros((4, 8)) + np.arange(4)[:, None], 1)  # unanswered
     torch.manual_seed(0)
     generator = Generator(latent_dim=8, num_classes=2, resolution=16, width=0.125)
+    abandoned = log.create_session("preference", 1, {"seed": 9})      # left at round 1
+    log.record_shown(abandoned, 1, np.ones((4, 8)), 1)
     out = export_pir_dataset(log, tmp_path / "pir_data", generator)
     records = read_pir_dataset(out)
-    assert len(records) == 16 and records.images.shape == (16, 3, 16, 16)
-    assert records.impressions.tolist() == [1] * 16
+    # Only the three answered rounds count: an open round was never judged.
+    assert len(records) == 12 and records.images.shape == (12, 3, 16, 16)
+    assert records.impressions.tolist() == [1] * 12
     assert int(records.positives.sum()) == 3                      # one pick per answered round
     assert set(records.classes.tolist()) == {1}
     assert records.meta["source"] == "interactions" and records.meta["sessions"] == 1
-    # The stored latents are the ones shown, in order.
-    shown = log.shown()
+    assert records.meta["unanswered_shown"] == 8 and "answered" in records.meta["counted"]
+    # The stored latents are the ones shown in answered rounds, in order.
+    shown = [s for s in log.shown() if s.round <= 3 and s.session_id == session]
     np.testing.assert_allclose(records.latents.numpy(), [s.latent for s in shown], atol=1e-6)
     with pytest.raises(UsageError, match="8 dimensions but the generator takes 4"):
         export_pir_dataset(log, tmp_path / "other", Generator(latent_dim=4, num_classes=2,
                                                               resolution=16, width=0.125))
-    with pytest.raises(UsageError, match="no shown images"):
+    with pytest.raises(UsageError, match="no answered rounds"):
         export_pir_dataset(InteractionLog(tmp_path / "empty.db"), tmp_path / "x", generator)
 
 
@@ -133,3 +138,43 @@ def test_the_export_command_names_a_missing_log(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_round_is_written_once_and_only_while_it_is_open(tmp_path):
+    """The log is the source of truth: a round's images are written once, a stale writer
+    (an undo came in between) is refused, and an undo moves the proposals too."""
+    log = InteractionLog(tmp_path / "log.db")
+    session = log.create_session("preference", 0, {"seed": 0})
+    first = log.record_shown(session, 1, np.zeros((4, 8)).tolist(), 0, current=[0.5] * 8,
+                             proposal={"round": 1}, version=0)
+    again = log.record_shown(session, 1, np.ones((4, 8)).tolist(), 0, current=[9.0] * 8,
+                             proposal={"round": 1, "other": True}, version=0)
+    assert again == first and first.current == [0.5] * 8 and first.latents[0] == [0.0] * 8
+    with pytest.raises(ConflictError, match="round 2 is not the open round"):
+        log.record_shown(session, 2, np.ones((4, 8)).tolist(), 0)
+    log.record_choice(session, 1, 3)
+    log.record_shown(session, 2, np.ones((4, 8)).tolist(), 0, current=[1.0] * 8,
+                     proposal={"round": 2}, version=0)
+    assert log.status(session) == Status(version=0, answered=1, finished=False)
+    assert log.undo(session) == 1
+    assert log.status(session) == Status(version=1, answered=0, finished=False)
+    with pytest.raises(ConflictError, match="changed"):   # a search built before the undo
+        log.record_shown(session, 1, np.ones((4, 8)).tolist(), 0, version=0)
+    assert list(log.rounds(session)) == [1]
+    db = sqlite3.connect(log.path)
+    assert db.execute("SELECT round, proposal FROM undone_proposals").fetchall() == [
+        (2, '{"round": 2}')]
+
+
+def test_a_log_from_before_versions_opens_and_replays(tmp_path):
+    """An older log (no version column, no proposals) gains the column and keeps its rounds."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA.replace(",\n    version INTEGER NOT NULL DEFAULT 0", ""))
+    db.execute("INSERT INTO sessions VALUES ('s', 0, 'preference', 0, '{}', NULL)")
+    db.commit()
+    db.close()
+    log = InteractionLog(path)
+    assert log.status("s") == Status(version=0, answered=0, finished=False)
+    log.record_shown("s", 1, np.zeros((4, 8)).tolist(), 0)
+    assert log.rounds("s")[1].proposal is None

@@ -13,11 +13,13 @@ reads it so:
   the line the image is staying on").
 * **Feasibility.** The axes are also kept perpendicular to the boundaries
   that lie within one step of x (the nearest k/2 of them), so candidates run
-  along those boundaries instead of into them; a candidate whose full step
-  would still enter an excluded half-space is moved back along its ray to
-  half the distance to the boundary, so no candidate ever lies in one and x
-  stays strictly inside. Without the first rule x wedges itself into a corner
-  of the feasible region and the steps die there.
+  along those boundaries instead of into them; where a full step would still
+  enter an excluded half-space, both candidates on that axis move back to
+  half the nearer one's distance to the boundary, so no candidate ever lies
+  in one, x stays strictly inside, and the two stay equally far from x (with
+  unequal steps "+u beats −u" would only place the target beyond their
+  midpoint, and the cut through x could exclude it). Without the first rule x
+  wedges itself into a corner of the feasible region and the steps die there.
 * **Step size.** The paper shrinks the step only when no candidate is
   feasible; taken literally that stalls (the step stays large and the picks
   circle the target), and a fixed decay schedule stalls the other way (the
@@ -46,10 +48,14 @@ from pirtune.errors import UsageError
 from pirtune.search.base import FourChoiceSearch, Proposal, axis_candidates
 
 FEASIBLE_FRACTION = 0.5  # a shortened candidate goes half-way to the nearest boundary
+AXIS_DRAWS = 8  # random axis pairs drawn per round, for when the first is wedged
+WEDGED = 0.01  # a pair whose shorter step is below this share of the step is wedged
 
 
-def random_axes(rng: np.random.Generator, dim: int, avoid: list[np.ndarray]) -> np.ndarray:
-    """Two orthonormal random axes [2, dim], perpendicular to every vector in ``avoid``."""
+def random_axes(rng: np.random.Generator, dim: int, avoid: list[np.ndarray],
+                draws: int = 1) -> np.ndarray:
+    """``draws`` pairs of orthonormal random axes [draws, 2, dim], each perpendicular to
+    every vector in ``avoid``."""
     if avoid:
         q, r = np.linalg.qr(np.stack(avoid).T)              # [dim, m]: the avoided span
         q = q[:, np.abs(np.diag(r)) > 1e-9]
@@ -58,16 +64,19 @@ def random_axes(rng: np.random.Generator, dim: int, avoid: list[np.ndarray]) -> 
     if dim - q.shape[1] < 2:
         raise UsageError(f"no two axes are left in {dim} dimensions after avoiding "
                          f"{q.shape[1]} directions")
-    axes: list[np.ndarray] = []
-    while len(axes) < 2:
-        w = rng.standard_normal(dim)
-        w -= q @ (q.T @ w)
-        for axis in axes:
-            w -= (w @ axis) * axis
-        norm = np.linalg.norm(w)
-        if norm > 1e-9:  # a draw inside the avoided span (measure zero) is drawn again
-            axes.append(w / norm)
-    return np.stack(axes)
+    pairs = []
+    for _ in range(draws):
+        axes: list[np.ndarray] = []
+        while len(axes) < 2:
+            w = rng.standard_normal(dim)
+            w -= q @ (q.T @ w)
+            for axis in axes:
+                w -= (w @ axis) * axis
+            norm = np.linalg.norm(w)
+            if norm > 1e-9:  # a draw inside the avoided span (measure zero) is drawn again
+                axes.append(w / norm)
+        pairs.append(np.stack(axes))
+    return np.stack(pairs)
 
 
 class AxisSearch(FourChoiceSearch):
@@ -75,21 +84,34 @@ class AxisSearch(FourChoiceSearch):
 
     Args:
         start: the start point [k] in the search space's coordinates.
-        seed: seeds the axes; the same seed and the same picks give the same run.
+        seed: seeds the axes; round r's axes come from (seed, r) alone, so the
+            same seed and the same picks give the same run, and a run resumed
+            from logged proposals draws the same axes afterwards.
         prior_sd: the scale of the space (the latent prior's SD: 1).
         adapt: the speed of the step-size adaptation (c·(k + 2)).
         memory: ``False`` turns it into ``RandomSearch``.
+        min_step: below this step on both axes the proposal is ``stalled``.
+        max_cuts: the most excluded half-spaces kept (default 4·k + 16); beyond
+            it the ones farthest from the current point are dropped, which keeps
+            the cost of a round bounded (a dropped cut can bind again only after
+            the point has travelled its whole slack).
+        radius: the satisfaction radius (see ``FourChoiceSearch``).
     """
 
     def __init__(self, start: np.ndarray, seed: int = 0, prior_sd: float = 1.0,
-                 adapt: float = 2.0, memory: bool = True) -> None:
-        super().__init__(start)
-        if not prior_sd > 0 or not 0 < adapt < self.dim + 2:
-            raise UsageError(f"prior_sd={prior_sd} must be positive and adapt={adapt} in "
-                             f"(0, {self.dim + 2})")
-        self.rng = np.random.default_rng(seed)
+                 adapt: float = 2.0, memory: bool = True, min_step: float = 1e-6,
+                 max_cuts: int | None = None, radius: float | None = None) -> None:
+        super().__init__(start, radius)
+        if not prior_sd > 0 or not 0 < adapt < self.dim + 2 or not min_step >= 0:
+            raise UsageError(f"prior_sd={prior_sd} must be positive, adapt={adapt} in "
+                             f"(0, {self.dim + 2}) and min_step={min_step} >= 0")
+        self.seed = seed
         self.step = 1.1 * np.sqrt(2) * prior_sd
         self.max_step = 2 * self.step
+        self.min_step = min_step
+        self.max_cuts = 4 * self.dim + 16 if max_cuts is None else max_cuts
+        if self.max_cuts < 1:
+            raise UsageError(f"max_cuts={max_cuts} must be at least 1")
         # The chosen axis and these must leave two free dimensions for u and v.
         self.avoid_nearest = min(self.dim // 2, self.dim - 3)
         if memory and self.dim < 3:
@@ -103,6 +125,15 @@ class AxisSearch(FourChoiceSearch):
         self.offsets = np.zeros(0)
         self.chosen_axis: np.ndarray | None = None
 
+    def uncertainty(self) -> float:
+        """The search's own estimate of its distance to the target: step·√k/10.
+
+        Calibrated on exact people (n = 8, 16, 64): when the point first came
+        within R, the step was 12·R/√k at the median (9–26·R/√k over the runs),
+        so the search calls itself done a little after it typically arrives.
+        """
+        return self.step * np.sqrt(self.dim) / 10
+
     def _max_steps(self, directions: np.ndarray) -> np.ndarray:
         """How far from the current point each unit direction [4, k] stays feasible."""
         # The current point is inside; rounding can put it a hair outside a boundary.
@@ -113,6 +144,12 @@ class AxisSearch(FourChoiceSearch):
         limits[approaching] = (slack[None, :] / -np.where(approaching, rate, -1.0))[approaching]
         return limits.min(axis=1, initial=np.inf)
 
+    def _axis_steps(self, pairs: np.ndarray) -> np.ndarray:
+        """The step each axis of each pair [p, 2, k] can take, both ways [p, 2]."""
+        directions = np.stack([pairs, -pairs], axis=2)                   # [p, 2, ±, k]
+        limits = self._max_steps(directions.reshape(-1, self.dim)).reshape(-1, 2, 2).min(axis=2)
+        return np.minimum(self.step, FEASIBLE_FRACTION * limits)
+
     def _active_normals(self) -> list[np.ndarray]:
         """Normals of the boundaries within one step of the current point (nearest first)."""
         slack = self.normals @ self.current - self.offsets
@@ -121,12 +158,25 @@ class AxisSearch(FourChoiceSearch):
         return [self.normals[i] for i in near]
 
     def _propose(self) -> Proposal:
+        round_ = self.rounds + 1
         avoid = [self.chosen_axis] if self.memory and self.chosen_axis is not None else []
-        u, v = random_axes(self.rng, self.dim, [*avoid, *self._active_normals()])
-        steps = np.minimum(self.step, FEASIBLE_FRACTION * self._max_steps(
-            np.stack([u, -u, v, -v])))
-        return Proposal(self.current.copy(), axis_candidates(self.current, u, v, steps),
-                        np.stack([u, v]), steps, self.rounds + 1)
+        rng = np.random.default_rng([self.seed, round_])
+        pairs = random_axes(rng, self.dim, [*avoid, *self._active_normals()], AXIS_DRAWS)
+        # Both candidates on an axis are equally far from the centre (the paper's "equal
+        # length apart"), so "+u beats −u" means the target lies beyond the centre along
+        # u, and the cut through the centre is right: a boundary shortens both.
+        # The first pair, unless a boundary cuts its shorter step below WEDGED·step: then
+        # the pair whose shorter step is longest (choosing among pairs always would steer
+        # the axes away from the boundaries, which surround the target, and slow the search).
+        all_steps = self._axis_steps(pairs[:1])
+        if all_steps[0].min() < WEDGED * self.step:
+            all_steps = np.concatenate([all_steps, self._axis_steps(pairs[1:])])
+        best = int(np.argmax(all_steps.min(axis=1)))
+        (u, v), (step_u, step_v) = pairs[best], all_steps[best]
+        steps = np.array([step_u, step_u, step_v, step_v])
+        return Proposal(self.current, axis_candidates(self.current, u, v, steps),
+                        np.stack([u, v]), steps, round_,
+                        stalled=bool(steps.max() < self.min_step))
 
     def _choose(self, proposal: Proposal, index: int) -> None:
         axis = proposal.axes[index // 2] * (1 if index % 2 == 0 else -1)  # towards the pick
@@ -136,6 +186,11 @@ class AxisSearch(FourChoiceSearch):
             self.offsets = np.append(self.offsets, axis @ proposal.centre)
             self.chosen_axis = axis
         self.current = proposal.points[index].copy()
+        if len(self.offsets) > self.max_cuts:
+            keep = np.argsort(self.normals @ self.current - self.offsets,
+                              kind="stable")[: self.max_cuts]
+            keep.sort()
+            self.normals, self.offsets = self.normals[keep], self.offsets[keep]
         c = self.rate
         self.path = (1 - c) * self.path + np.sqrt(c * (2 - c)) * axis
         factor = np.exp(c * (self.path @ self.path - 1) / 2)
@@ -148,5 +203,7 @@ class RandomSearch(AxisSearch):
     """Pick-best among four random directions around the current point (the baseline)."""
 
     def __init__(self, start: np.ndarray, seed: int = 0, prior_sd: float = 1.0,
-                 adapt: float = 2.0) -> None:
-        super().__init__(start, seed, prior_sd, adapt, memory=False)
+                 adapt: float = 2.0, min_step: float = 1e-6, radius: float | None = None
+                 ) -> None:
+        super().__init__(start, seed, prior_sd, adapt, memory=False, min_step=min_step,
+                         radius=radius)

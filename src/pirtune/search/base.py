@@ -4,13 +4,19 @@ A search lives in the coordinates of a ``SearchSpace`` (``pirtune.search.space``
 ``propose()`` returns a ``Proposal`` of four candidate points and ``choose(index)``
 takes the person's pick. The protocol is strict, and a misuse raises a
 ``UsageError`` without touching the state: ``choose`` before ``propose``, an
-index outside 0–3, or a second ``choose`` for the same proposal.
+index outside 0–3 (or a boolean), or a second ``choose`` for the same proposal.
+
+Sessions replay identically on any machine: ``resume(proposal)`` answers a
+proposal as it was logged (``Proposal.to_json``) instead of recomputing it, so
+a session rebuilt from its log shows exactly the candidates the person saw,
+whatever floating-point kernels the machine uses.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,17 +30,29 @@ def satisfaction_radius(n: int) -> float:
     return 0.05 * math.sqrt(n)
 
 
+def _frozen(array: Any) -> np.ndarray:
+    """A read-only float64 copy: a proposal never aliases a search's state."""
+    out = np.array(array, dtype=np.float64)
+    out.setflags(write=False)
+    return out
+
+
 @dataclass(frozen=True)
 class Proposal:
     """Four candidates around ``centre``: centre ± step·u and centre ± step·v.
+
+    Its arrays are read-only copies, so changing them cannot change the search.
 
     Attributes:
         centre: the current point [k].
         points: the candidates [4, k], in the order +u, −u, +v, −v.
         axes: the two axes u, v [2, k] (unit vectors, orthogonal).
-        steps: each candidate's distance from the centre [4] (shortened where
-            a full step would leave the feasible region).
+        steps: each candidate's distance from the centre [4]; the two on one
+            axis are always equally far.
         round: 1 for the first proposal of a session.
+        stalled: the search can no longer make candidates that differ (every
+            step is below its ``min_step``): show a message, not four copies of
+            one image; the person can undo or finish.
     """
 
     centre: np.ndarray
@@ -42,6 +60,23 @@ class Proposal:
     axes: np.ndarray
     steps: np.ndarray
     round: int
+    stalled: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("centre", "points", "axes", "steps"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_json`` gives back the same numbers bit for bit."""
+        return {"centre": self.centre.tolist(), "points": self.points.tolist(),
+                "axes": self.axes.tolist(), "steps": self.steps.tolist(),
+                "round": self.round, "stalled": self.stalled}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Proposal:
+        """The proposal ``to_json`` wrote."""
+        return cls(np.array(data["centre"]), np.array(data["points"]), np.array(data["axes"]),
+                   np.array(data["steps"]), int(data["round"]), bool(data.get("stalled", False)))
 
 
 def axis_candidates(centre: np.ndarray, u: np.ndarray, v: np.ndarray,
@@ -52,18 +87,28 @@ def axis_candidates(centre: np.ndarray, u: np.ndarray, v: np.ndarray,
 
 
 class FourChoiceSearch:
-    """Base of the searches: the propose/choose protocol and the round count.
+    """Base of the searches: the propose/choose protocol, the round count, ``done``.
 
-    Subclasses implement ``_propose() -> Proposal`` and ``_choose(proposal, index)``,
-    and keep their estimate of the person's image in ``current`` (coordinates [k]).
+    Subclasses implement ``_propose() -> Proposal``, ``_choose(proposal, index)``
+    and ``uncertainty()``, and keep their estimate of the person's image in
+    ``current`` (coordinates [k]).
+
+    Args:
+        start: the start point [k].
+        radius: the distance that satisfies the person (R = 0.05·√k by default);
+            the search is ``done`` once its own estimate of the remaining
+            distance is below it.
     """
 
-    def __init__(self, start: np.ndarray) -> None:
+    def __init__(self, start: np.ndarray, radius: float | None = None) -> None:
         start = np.asarray(start, dtype=np.float64)
         if start.ndim != 1 or len(start) < 2:
             raise UsageError(f"the start point must be a vector of at least 2 coordinates, "
                              f"not shape {start.shape}")
         self.dim = len(start)
+        self.radius = satisfaction_radius(self.dim) if radius is None else float(radius)
+        if not self.radius > 0:
+            raise UsageError(f"radius={radius} must be positive")
         self.current = start.copy()
         self.rounds = 0  # answered proposals
         self._pending: Proposal | None = None
@@ -74,17 +119,45 @@ class FourChoiceSearch:
             self._pending = self._propose()
         return self._pending
 
+    def resume(self, proposal: Proposal) -> None:
+        """Make ``proposal`` (as logged when it was shown) the open one.
+
+        The next ``choose`` answers exactly it, and ``propose()`` returns it, so
+        replaying a session from its logged proposals never recomputes them.
+        """
+        if proposal.round != self.rounds + 1 or proposal.points.shape != (CHOICES, self.dim):
+            raise UsageError(f"proposal of round {proposal.round} with points of shape "
+                             f"{proposal.points.shape} cannot be the open round "
+                             f"{self.rounds + 1} of a {self.dim}-dimensional search; "
+                             "replay a session's rounds in order")
+        self._pending = proposal
+
     def choose(self, index: int) -> np.ndarray:
         """Take the person's pick (0–3 in the proposal's order); return the new current point."""
         if self._pending is None:
             raise UsageError("choose() needs a proposal: call propose() first (and choose "
                              "once per proposal)")
-        if not isinstance(index, (int, np.integer)) or not 0 <= index < CHOICES:
+        if (isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer))
+                or not 0 <= index < CHOICES):
             raise UsageError(f"choice {index!r} is not a candidate; pick 0, 1, 2 or 3")
         proposal, self._pending = self._pending, None
         self._choose(proposal, int(index))
         self.rounds += 1
-        return self.current
+        return self.current.copy()
+
+    @property
+    def stalled(self) -> bool:
+        """The open proposal's candidates no longer differ (see ``Proposal.stalled``)."""
+        return self.propose().stalled
+
+    @property
+    def done(self) -> bool:
+        """The search believes it is within ``radius`` of the target, or it is stalled."""
+        return self.stalled or self.uncertainty() <= self.radius
+
+    def uncertainty(self) -> float:
+        """The search's own estimate of its distance to the target (never the true one)."""
+        raise NotImplementedError
 
     def _propose(self) -> Proposal:
         raise NotImplementedError

@@ -7,7 +7,12 @@ generator and a network). Exactly, or with noise:
 
 * ``temperature`` T > 0: Bradley–Terry (Luce) choice, P(pick i) ∝ exp(−dᵢ / T)
   with dᵢ the candidate's distance to the target;
-* ``random_share`` p > 0: with probability p the pick is uniform over the four.
+* ``random_share`` p > 0: with probability p the pick is uniform over the four;
+* ``probit_sd`` σ > 0 and/or ``probit_relative`` ρ > 0 (Thurstone): the
+  nearest candidate after adding N(0, s²) to each distance, with
+  s = σ + ρ·(the distance from the four candidates' centre to the target), so
+  a person's judgement can be equally blurred everywhere (σ) or blurred in
+  proportion to how far they still are (ρ).
 """
 
 from __future__ import annotations
@@ -29,14 +34,20 @@ class SimulatedPerson:
         seed: seeds the noise.
         features: optional map from points [4, k] to features [4, f] in which
             distances are measured (the target is mapped the same way).
+        probit_sd: σ, the absolute SD of the noise on each distance.
+        probit_relative: ρ, the noise SD per unit of the centre's distance to the target.
     """
 
     def __init__(self, target: np.ndarray, temperature: float = 0.0, random_share: float = 0.0,
                  seed: int = 0,
-                 features: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        if temperature < 0 or not 0 <= random_share <= 1:
-            raise UsageError(f"temperature={temperature} must be >= 0 and random_share="
+                 features: Callable[[np.ndarray], np.ndarray] | None = None,
+                 probit_sd: float = 0.0, probit_relative: float = 0.0) -> None:
+        if temperature < 0 or not 0 <= random_share <= 1 or probit_sd < 0 or probit_relative < 0:
+            raise UsageError(f"temperature={temperature}, probit_sd={probit_sd} and "
+                             f"probit_relative={probit_relative} must be >= 0 and random_share="
                              f"{random_share} in [0, 1]")
+        self.probit_sd = probit_sd
+        self.probit_relative = probit_relative
         self.target = np.asarray(target, dtype=np.float64)
         self.temperature = temperature
         self.random_share = random_share
@@ -55,6 +66,10 @@ class SimulatedPerson:
         if self.random_share and self.rng.random() < self.random_share:
             return int(self.rng.integers(len(points)))
         distances = self.distances(points)
+        if self.probit_sd or self.probit_relative:
+            centre = np.mean(points, axis=0, keepdims=True)
+            sd = self.probit_sd + self.probit_relative * self.distances(centre)[0]
+            distances = distances + sd * self.rng.standard_normal(len(distances))
         if not self.temperature:
             return int(np.argmin(distances))
         logits = -(distances - distances.min()) / self.temperature

@@ -21,24 +21,41 @@ for a noiseless person and cheap in any dimension. Each round:
    points that halves their marginals;
 3. the step is twice the posterior's expected distance to the target (large
    steps make the candidates differ the most, which matters to a noisy person);
-4. the answer updates the two marginals under a noise model: the person picks
-   the nearest candidate with probability 1 − ε and any other one otherwise
-   (ε = ``error_rate``, 0.15 by default). The marginal update integrates the
-   other coordinate out exactly (assumed-density filtering onto the
-   factorised family), so a wrong pick costs a little mass, never the target:
-   the search tolerates a person who sometimes picks the "wrong" image.
+4. the answer updates the two marginals under a noise model, with the other
+   coordinate integrated out exactly (assumed-density filtering onto the
+   factorised family), so a wrong pick costs a little mass, never the target.
 
-ε = 0.15 was chosen on the benchmark: 0.02–0.1 were a round or two faster for
-noiseless people in 8 dimensions but lost targets in 64 for people who pick at
-random 10 % of the time; 0.2 was slower for both. A floor on each marginal's
-mass keeps a wrong pick undoable, and the 5–95 % range (not the interquartile
-range) as the measure of uncertainty keeps a coordinate that a wrong pick made
-confidently wrong in the running to be asked again.
+**How noisy is the person?** The search learns it from the picks. It keeps one
+factorised posterior per hypothesis in ``LEARNED_NOISE`` (a ``Noise``: a
+share of random picks, plus a blur of the judgement around the cut, either
+absolute — a Thurstone person who adds N(0, σ²) to each distance — or
+relative to the remaining distance) and weighs the hypotheses by how well
+each predicted every pick: a contradiction that a sharp hypothesis cannot
+explain moves the weight to the noisier ones for good, while a person who
+never contradicts themselves keeps most of it on the sharp ones. The search
+asks its questions from the weighted mixture. For a Thurstone person, the
+pick "+u over −v" compares distances that differ by about √2·s·δⱼ/d̄ (s the
+step, δ the target's offset from the centre, d̄ the candidates' typical
+distance, √5/2·s at ``step_scale`` 2), so noise σ on the distances blurs
+coordinate j over a width of σ·d̄/s ≈ 1.12σ: hence ``WIDTH_PER_SD``.
+
+A fixed ε (``error_rate``; the earlier default was 0.15) is one hypothesis:
+the nearest candidate with probability 1 − ε, each other one ε/3. It holds
+for nearly exact people but loses most targets in 32 dimensions for people
+whose noise is larger or grows with the distance; learning keeps exact people
+within a round or two of the fixed ε's speed (``scripts/bench/search.py``). A
+floor on each marginal's mass keeps a wrong pick undoable, and the 5–95 %
+range (not the interquartile range) as the measure of uncertainty keeps a
+coordinate that a wrong pick made confidently wrong in the running to be
+asked again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from scipy.special import ndtr
 
 from pirtune.errors import UsageError
 from pirtune.search.base import FourChoiceSearch, Proposal, axis_candidates
@@ -53,6 +70,36 @@ SPREAD_PER_SD = 3.290  # a normal's 5–95 % range in standard deviations
 QUADRANTS = ((1, 1), (-1, -1), (-1, 1), (1, -1))
 
 
+@dataclass(frozen=True)
+class Noise:
+    """One hypothesis about how a person errs.
+
+    The person's judgement of a coordinate's side is blurred over a width
+    w = 1.12·(``absolute``·R + ``relative``·E) around the cut (R the
+    satisfaction radius, E the search's expected distance to the target; 1.12
+    converts a Thurstone SD on distances into a width per coordinate at the
+    search's step, see the module docstring), and a share ``lapse`` of the
+    picks are random.
+    """
+
+    lapse: float
+    absolute: float = 0.0
+    relative: float = 0.0
+
+
+# The hypotheses a learning search weighs, and their prior weights: the exact person is the
+# likeliest a priori, so a person who never contradicts themselves pays almost nothing.
+LEARNED_NOISE = (
+    (Noise(0.02), 0.3),
+    (Noise(0.02, absolute=0.1), 0.1), (Noise(0.02, absolute=0.3), 0.1),
+    (Noise(0.02, absolute=0.7), 0.1), (Noise(0.02, absolute=1.5), 0.1),
+    (Noise(0.02, relative=0.1), 0.1), (Noise(0.02, relative=0.25), 0.1),
+    (Noise(0.02, relative=0.5), 0.05), (Noise(0.25), 0.05),
+)
+REMIX = 0.02  # the change in any weight that re-mixes every coordinate
+WIDTH_PER_SD = 1.12  # √(1 + step_scale²)/step_scale at step_scale 2 (module docstring)
+
+
 class PreferenceSearch(FourChoiceSearch):
     """Bayesian four-choice search over a factorised posterior (see the module docstring).
 
@@ -60,29 +107,59 @@ class PreferenceSearch(FourChoiceSearch):
         start: the start point [k]; the prior's centre.
         prior_sd: prior SD of the target around the start, per coordinate (√2
             when targets are independent draws from the latent prior N(0, I)).
-        error_rate: ε, the assumed chance that a pick is not the nearest candidate.
+        error_rate: ``None`` (default) learns the person's noise from their
+            picks (``LEARNED_NOISE``); a number ε fixes it instead: the person
+            picks the nearest candidate with probability 1 − ε.
         step_scale: the step in units of the expected distance to the target.
+        min_step: below this step the proposal is ``stalled``.
+        radius: the satisfaction radius (see ``FourChoiceSearch``).
     """
 
-    def __init__(self, start: np.ndarray, prior_sd: float = np.sqrt(2), error_rate: float = 0.15,
-                 step_scale: float = 2.0) -> None:
-        super().__init__(start)
-        if not prior_sd > 0 or not step_scale > 0:
-            raise UsageError(f"prior_sd={prior_sd} and step_scale={step_scale} must be positive")
-        if not 0 <= error_rate < 0.75:
-            raise UsageError(f"error_rate={error_rate} must lie in [0, 0.75): at 0.75 a pick "
-                             "says nothing")
-        self.error_rate = error_rate
+    def __init__(self, start: np.ndarray, prior_sd: float = np.sqrt(2),
+                 error_rate: float | None = None, step_scale: float = 2.0,
+                 min_step: float = 1e-6, radius: float | None = None) -> None:
+        super().__init__(start, radius)
+        if not prior_sd > 0 or not step_scale > 0 or not min_step >= 0:
+            raise UsageError(f"prior_sd={prior_sd} and step_scale={step_scale} must be positive "
+                             f"and min_step={min_step} >= 0")
+        if error_rate is not None and not 0 <= error_rate < 0.75:
+            raise UsageError(f"error_rate={error_rate} must lie in [0, 0.75) (at 0.75 a pick "
+                             "says nothing), or be None to learn it")
+        if error_rate is None:
+            self.noises = [noise for noise, _ in LEARNED_NOISE]
+            weights = np.array([weight for _, weight in LEARNED_NOISE])
+        else:  # right quadrant 1 − ε, each wrong one ε/3: a lapse of 4ε/3
+            self.noises, weights = [Noise(4 * error_rate / 3)], np.ones(1)
+        self.weights = weights / weights.sum()                           # [M]
         self.step_scale = step_scale
+        self.min_step = min_step
         offsets = prior_sd * np.linspace(-SPAN, SPAN, GRID)
         self.grid = self.current[:, None] + offsets[None, :]             # [k, G]
         prior = np.exp(-0.5 * (offsets / prior_sd) ** 2)
-        self.mass = np.tile(prior / prior.sum(), (self.dim, 1))           # [k, G]
+        # One factorised posterior per noise hypothesis [M, k, G]; the search uses their mixture.
+        self.masses = np.tile(prior / prior.sum(), (len(self.noises), self.dim, 1))
+        self._mix(self.weights)
         self.last_asked = np.full(self.dim, -1)                          # round, per coordinate
+
+    @property
+    def noise(self) -> dict[Noise, float]:
+        """The posterior weight of each noise hypothesis: what the search has learnt."""
+        return dict(zip(self.noises, self.weights.tolist(), strict=True))
+
+    def _mix(self, weights: np.ndarray, rows: list[int] | None = None) -> None:
+        """The mixture of the hypotheses' posteriors under ``weights`` (``mass`` [k, G] and its
+        cumulative sums ``cdf``), in every coordinate or only in ``rows``."""
+        if rows is None:
+            self.mixed_with = weights.copy()
+            self.mass = np.tensordot(weights, self.masses, axes=1)
+            self.cdf = np.cumsum(self.mass, axis=1)
+        else:
+            self.mass[rows] = np.tensordot(weights, self.masses[:, rows], axes=1)
+            self.cdf[rows] = np.cumsum(self.mass[rows], axis=1)
 
     def quantile(self, q: float) -> np.ndarray:
         """The q-quantile of every coordinate's marginal [k] (on the grid)."""
-        index = (np.cumsum(self.mass, axis=1) < q).sum(axis=1)
+        index = (self.cdf < q).sum(axis=1)
         return self.grid[np.arange(self.dim), np.minimum(index, GRID - 1)]
 
     def _cut(self, k: int) -> float:
@@ -91,7 +168,7 @@ class PreferenceSearch(FourChoiceSearch):
         Cutting between grid points, never on one, splits the marginal even when
         it has narrowed to a single grid point, so every answer moves mass.
         """
-        cdf = np.cumsum(self.mass[k])
+        cdf = self.cdf[k]
         m = min(int(np.searchsorted(cdf, 0.5)), GRID - 2)   # first point with cdf >= 1/2
         below_with_m = cdf[m]                                # cut just above point m
         below_without_m = cdf[m - 1] if m > 0 else 0.0       # cut just below it
@@ -103,9 +180,16 @@ class PreferenceSearch(FourChoiceSearch):
         """Each coordinate's 5–95 % range [k]: its remaining uncertainty.
 
         Wider than the interquartile range, so a coordinate that a wrong pick
-        made confidently wrong keeps some tail, and is asked about again.
+        made confidently wrong keeps some tail, and is asked about again. It is
+        never below one grid step (the grid's resolution), so the candidates
+        always differ and the search never stalls: it is ``done`` instead.
         """
-        return self.quantile(SPREAD[1]) - self.quantile(SPREAD[0])
+        spacing = self.grid[:, 1] - self.grid[:, 0]
+        return np.maximum(self.quantile(SPREAD[1]) - self.quantile(SPREAD[0]), spacing)
+
+    def uncertainty(self) -> float:
+        """The expected distance to the target: √Σ (spreadᵢ / 3.29)²."""
+        return float(np.sqrt(np.sum((self.spread() / SPREAD_PER_SD) ** 2)))
 
     def _propose(self) -> Proposal:
         spread = self.spread()
@@ -119,21 +203,37 @@ class PreferenceSearch(FourChoiceSearch):
         expected_distance = np.sqrt(np.sum((spread / SPREAD_PER_SD) ** 2))
         steps = np.full(4, self.step_scale * expected_distance)
         return Proposal(centre, axis_candidates(centre, u, v, steps), np.stack([u, v]), steps,
-                        self.rounds + 1)
+                        self.rounds + 1, stalled=bool(steps[0] < self.min_step))
 
     def _choose(self, proposal: Proposal, index: int) -> None:
         v = proposal.axes[1]  # (eⱼ − eᵢ)/√2
         i, j, signs = int(np.argmin(v)), int(np.argmax(v)), QUADRANTS[index]
-        # P(the answer's sign holds) in each coordinate before the update.
-        sides = {k: (self.grid[k] > proposal.centre[k]) == (s > 0)
-                 for k, s in zip((i, j), signs, strict=True)}
-        agree = {k: float(self.mass[k][sides[k]].sum()) for k in (i, j)}
-        wrong = self.error_rate / 3
-        for k, other in ((i, j), (j, i)):
-            # Likelihood of this pick given t's side in k, the other coordinate integrated out.
-            right = (1 - self.error_rate) * agree[other] + wrong * (1 - agree[other])
-            posterior = self.mass[k] * np.where(sides[k], right, wrong)
-            posterior = np.maximum(posterior, FLOOR * posterior.max())
-            self.mass[k] = posterior / posterior.sum()
+        expected_distance = proposal.steps[0] / self.step_scale
+        evidence = np.empty(len(self.noises))
+        for m, noise in enumerate(self.noises):
+            width = WIDTH_PER_SD * (noise.absolute * self.radius
+                                    + noise.relative * expected_distance)
+            # P(the person's judgement puts t on the answer's side), per coordinate: a
+            # step at the cut for a sharp person, a probit ramp of the width otherwise.
+            sides = {}
+            for k, s in ((i, signs[0]), (j, signs[1])):
+                offset = s * (self.grid[k] - proposal.centre[k])
+                sides[k] = ndtr(offset / width) if width > 0 else (offset > 0).astype(float)
+            agree = {k: float(self.masses[m, k] @ sides[k]) for k in (i, j)}
+            evidence[m] = noise.lapse / 4 + (1 - noise.lapse) * agree[i] * agree[j]
+            for k, other in ((i, j), (j, i)):
+                # This pick's likelihood given tₖ, the other coordinate integrated out.
+                likelihood = noise.lapse / 4 + (1 - noise.lapse) * sides[k] * agree[other]
+                posterior = self.masses[m, k] * likelihood
+                posterior = np.maximum(posterior, FLOOR * posterior.max())
+                self.masses[m, k] = posterior / posterior.sum()
+        self.weights = self.weights * evidence
+        self.weights /= self.weights.sum()
+        # Other coordinates' posteriors did not change, only the weights: re-mix them all
+        # only when the weights have moved (cheap rounds for exact people, large k).
+        if np.abs(self.weights - self.mixed_with).max() > REMIX:
+            self._mix(self.weights)
+        else:
+            self._mix(self.mixed_with, [i, j])
         self.last_asked[[i, j]] = proposal.round
         self.current = self.quantile(0.5)

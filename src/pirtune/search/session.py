@@ -20,11 +20,14 @@ class Session:
         distances: distance of the current point to the target before the first
             answer and after each one [rounds + 1].
         path: the current point at the same moments [rounds + 1, k].
+        stalled: the session ended because the search stalled (its candidates no
+            longer differ) before the cap.
     """
 
     rounds_to_target: int | None
     distances: np.ndarray
     path: np.ndarray
+    stalled: bool = False
 
 
 def simulate(search: FourChoiceSearch, person: SimulatedPerson, radius: float,
@@ -32,15 +35,19 @@ def simulate(search: FourChoiceSearch, person: SimulatedPerson, radius: float,
     """Let ``person`` answer ``search`` until the current point is within ``radius``.
 
     Runs at least ``min_rounds`` answers (to measure distances at fixed rounds)
-    and at most ``max_rounds``.
+    and at most ``max_rounds``; stops early when the search stalls.
     """
     path = [search.current.copy()]
     reached = 0 if np.linalg.norm(search.current - person.target) <= radius else None
+    stalled = False
     while search.rounds < max_rounds and (reached is None or search.rounds < min_rounds):
         proposal = search.propose()
+        if proposal.stalled:
+            stalled = True
+            break
         search.choose(person.pick(proposal.points))
         path.append(search.current.copy())
         if reached is None and np.linalg.norm(search.current - person.target) <= radius:
             reached = search.rounds
     points = np.stack(path)
-    return Session(reached, np.linalg.norm(points - person.target, axis=1), points)
+    return Session(reached, np.linalg.norm(points - person.target, axis=1), points, stalled)

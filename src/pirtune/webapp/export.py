@@ -1,9 +1,12 @@
 """``pirtune-export``: the interaction log as a PIR dataset, ready for ``stage=estimate``.
 
-Every image a person was shown is one row: impressions = the times that image
-(the same latent and class) was shown, positives = the times it was picked.
-The images are rendered from the stored latents by the generator the
-sessions used, so the dataset holds exactly what people saw.
+Every image a person was shown in a round they answered is one row:
+impressions = the times that image (the same latent and class) was shown in
+answered rounds, positives = the times it was picked. A round left open (a
+session's last round, or a session abandoned at round 1) is not counted: it
+was never judged, so it says nothing about the four images. The images are
+rendered from the stored latents by the generator the sessions used, so the
+dataset holds exactly what people saw.
 
     pirtune-export --db runs/webapp/interactions.db --out runs/webapp/pir_data
     pirtune-train stage=estimate data=interactions data.path=runs/webapp/pir_data
@@ -30,10 +33,11 @@ from pirtune.webapp.store import InteractionLog
 
 def export_pir_dataset(log: InteractionLog, out: str | Path, generator: nn.Module,
                        batch_size: int = 256) -> Path:
-    """Write every image shown in ``log`` as a PIR dataset at ``out``; return ``out``."""
-    shown = log.shown()
+    """Write every image shown in an answered round of ``log`` as a PIR dataset at ``out``;
+    return ``out``."""
+    shown = log.shown(answered=True)
     if not shown:
-        raise UsageError(f"{log.path} holds no shown images yet; nothing to export")
+        raise UsageError(f"{log.path} holds no answered rounds yet; nothing to export")
     counts: dict[tuple[str, int], list[int]] = {}   # (latent, class) -> [impressions, positives]
     for item in shown:
         tally = counts.setdefault((json.dumps(item.latent), item.cls), [0, 0])
@@ -52,7 +56,9 @@ def export_pir_dataset(log: InteractionLog, out: str | Path, generator: nn.Modul
         image_ids=[f"shown_{i:06d}" for i in range(len(counts))],
         meta={"source": "interactions", "db": str(log.path),
               "sessions": len({item.session_id for item in shown}),
-              "shown": len(shown), "picks": sum(item.picked for item in shown)},
+              "shown": len(shown), "picks": sum(item.picked for item in shown),
+              "counted": "answered rounds only: an open round was shown but never judged",
+              "unanswered_shown": len(log.shown()) - len(shown)},
     )
 
 

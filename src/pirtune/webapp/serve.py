@@ -2,12 +2,12 @@
 
     pirtune-serve --port 8000 --db runs/webapp/interactions.db
 
-Binds 127.0.0.1 unless ``--host`` says otherwise; ``--checkpoint`` picks the
-generator bundle (the shipped CPU generator by default). The page names the
-classes as the bundle's training data did: the procedural scenes' "coast" and
-"mountain", or an image folder's sub-folder names. ``--threads`` sets torch's
-threads per request (default 1: requests render in parallel instead).
-``launch`` starts it as a process on a free port, for tests and benchmarks.
+Binds 127.0.0.1 unless ``--host`` says otherwise (``--help`` lists every
+option). The page names the classes as the bundle's training data did: the
+procedural scenes' "coast" and "mountain", or an image folder's sub-folder
+names. Clients are told apart by their address, so behind a reverse proxy
+every person counts as the proxy for the limits on new sessions. ``launch``
+starts it as a process on a free port, for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pirtune.data.landscapes import CLASSES
 from pirtune.errors import UsageError
 from pirtune.models.acgan import load_bundle
 from pirtune.paths import SHIPPED_GENERATOR, runs_root
-from pirtune.webapp.app import create_app
+from pirtune.webapp.app import Limits, create_app
 from pirtune.webapp.store import InteractionLog
 
 
@@ -88,23 +88,46 @@ def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
 
 def main(argv: list[str] | None = None) -> None:
     """Console script ``pirtune-serve``."""
-    parser = argparse.ArgumentParser(prog="pirtune-serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    defaults = Limits()
+    parser = argparse.ArgumentParser(
+        prog="pirtune-serve",
+        description="Serve the four-choice web app (the page at /, the API under /api) "
+                    "with a generator, logging every session to SQLite.",
+        epilog="example: pirtune-serve --port 8000 --db runs/webapp/interactions.db",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0 for every network)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument("--checkpoint", type=Path,
-                        default=SHIPPED_GENERATOR)
-    parser.add_argument("--db", type=Path, default=runs_root() / "webapp" / "interactions.db")
-    parser.add_argument("--threads", type=int, default=1)
+                        default=SHIPPED_GENERATOR,
+                        help="the generator bundle (pirtune-train's generator.pt)")
+    parser.add_argument("--db", type=Path, default=runs_root() / "webapp" / "interactions.db",
+                        help="the SQLite interaction log (created if absent)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per request (1: requests render in parallel)")
+    parser.add_argument("--live-sessions", type=int, default=defaults.live_sessions,
+                        help="searches kept in memory; older ones rebuild from the log")
+    parser.add_argument("--sessions-per-client", type=int,
+                        default=defaults.sessions_per_client,
+                        help="new sessions one client address may start per minute")
+    parser.add_argument("--sessions-total", type=int, default=defaults.sessions_total,
+                        help="new sessions all clients together may start per minute")
     args = parser.parse_args(argv)
     try:
-        if args.threads < 1:
-            raise UsageError(f"--threads {args.threads} must be at least 1")
+        for option in ("threads", "live_sessions", "sessions_per_client", "sessions_total"):
+            if getattr(args, option) < 1:
+                raise UsageError(f"--{option.replace('_', '-')} {getattr(args, option)} "
+                                 "must be at least 1")
         generator, _, meta = load_bundle(args.checkpoint)
     except UsageError as err:
         print(f"pirtune-serve: error: {err}", file=sys.stderr)
         sys.exit(2)
     generator.eval()
-    app = create_app(generator, InteractionLog(args.db), class_names(meta, generator.num_classes))
+    limits = Limits(live_sessions=args.live_sessions,
+                    sessions_per_client=args.sessions_per_client,
+                    sessions_total=args.sessions_total)
+    app = create_app(generator, InteractionLog(args.db), class_names(meta, generator.num_classes),
+                     limits)
     torch.set_num_threads(args.threads)   # after the start-up PCA, which uses every core
     print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

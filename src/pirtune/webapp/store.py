@@ -1,19 +1,24 @@
 """The interaction log: every session, every image shown and every pick, in SQLite.
 
 One file, in WAL mode with full synchronisation, so a pick is on disk when
-``record_choice`` returns and a killed server loses nothing. A session is
-stored as its settings plus its answers; the searches are deterministic given
-their settings and picks, so replaying the picks rebuilds any session at the
-round where it stopped.
+``record_choice`` returns and a killed server loses nothing. The log is the
+single source of truth of a session: a round's images are written once, when
+the round is first shown, and the server serves what the log holds; its live
+searches are a cache rebuilt from the log.
 
 Tables:
 
 * ``sessions``: id (unguessable), creation time, algorithm, class, settings (JSON),
-  finish time;
+  finish time, and ``version``, counted up by every undo (a cached search of an
+  older version is stale);
 * ``shown``: (session, round, slot 0–3) → latent (JSON), class, time;
+* ``proposals``: (session, round) → the search's proposal (JSON, exact floats) and
+  the latent of the image in the middle, so a session replays on any machine
+  to exactly the candidates that were shown;
 * ``choices``: (session, round) → the picked slot, time;
-* ``undone_choices`` and ``undone_shown``: what an undo took back (the pick and
-  the round shown after it), with the time of the undo: nothing is deleted.
+* ``undone_choices``, ``undone_shown`` and ``undone_proposals``: what an undo took
+  back (the pick and the round shown after it), with the time of the undo:
+  nothing is deleted.
 
 ``shown`` and ``choices`` hold each session's live path, which the export
 turns into PIR data; the ``undone_*`` tables keep the rest.
@@ -41,7 +46,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     algorithm TEXT NOT NULL,
     class INTEGER NOT NULL,
     settings TEXT NOT NULL,
-    finished REAL
+    finished REAL,
+    version INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS shown (
     session_id TEXT NOT NULL REFERENCES sessions(id),
@@ -51,6 +57,14 @@ CREATE TABLE IF NOT EXISTS shown (
     class INTEGER NOT NULL,
     created REAL NOT NULL,
     PRIMARY KEY (session_id, round, slot)
+);
+CREATE TABLE IF NOT EXISTS proposals (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    round INTEGER NOT NULL,
+    proposal TEXT NOT NULL,
+    current TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (session_id, round)
 );
 CREATE TABLE IF NOT EXISTS choices (
     session_id TEXT NOT NULL REFERENCES sessions(id),
@@ -72,6 +86,14 @@ CREATE TABLE IF NOT EXISTS undone_shown (
     slot INTEGER NOT NULL,
     latent TEXT NOT NULL,
     class INTEGER NOT NULL,
+    created REAL NOT NULL,
+    undone REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS undone_proposals (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    round INTEGER NOT NULL,
+    proposal TEXT NOT NULL,
+    current TEXT NOT NULL,
     created REAL NOT NULL,
     undone REAL NOT NULL
 );
@@ -102,6 +124,37 @@ class Shown:
     picked: bool
 
 
+@dataclass(frozen=True)
+class Status:
+    """Where a session stands in the log, read in one query.
+
+    Attributes:
+        version: counted up by every undo.
+        answered: the rounds answered (the open round is ``answered + 1``).
+        finished: the person said they are satisfied.
+    """
+
+    version: int
+    answered: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class Round:
+    """A round as logged when it was first shown.
+
+    Attributes:
+        latents: the four candidates' latents [4][n], slots 0–3.
+        current: the latent of the image in the middle [n].
+        proposal: the search's proposal (``Proposal.to_json``), or None in logs
+            written before proposals were kept.
+    """
+
+    latents: list[list[float]]
+    current: list[float] | None
+    proposal: dict[str, Any] | None
+
+
 class InteractionLog:
     """The SQLite interaction log (see the module docstring); safe across threads.
 
@@ -117,6 +170,9 @@ class InteractionLog:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(sessions)")]
+        if "version" not in columns:   # a log written before undo counted versions
+            self._db.execute("ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -137,7 +193,8 @@ class InteractionLog:
         """Store a new session; return its unguessable id."""
         session_id = secrets.token_urlsafe(16)
         with self._transaction() as db:
-            db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, NULL)",
+            db.execute("INSERT INTO sessions (id, created, algorithm, class, settings) "
+                       "VALUES (?, ?, ?, ?, ?)",
                        (session_id, time.time(), algorithm, int(cls), json.dumps(settings)))
         return session_id
 
@@ -162,18 +219,80 @@ class InteractionLog:
         return {"algorithm": row[0], "class": row[1], "settings": json.loads(row[2]),
                 "finished": row[3]}
 
+    def status(self, session_id: str) -> Status:
+        """The session's version, answered rounds and whether it is finished."""
+        rows = self._read(
+            "SELECT version, finished, (SELECT COUNT(*) FROM choices WHERE session_id = id) "
+            "FROM sessions WHERE id = ?", (session_id,))
+        if not rows:
+            raise UnknownSessionError.of(session_id)
+        version, finished, answered = rows[0]
+        return Status(version, answered, finished is not None)
+
     def record_shown(self, session_id: str, round: int, latents: Sequence[Sequence[float]],
-                     cls: int) -> None:
-        """Store the four images of a round (again: no change)."""
+                     cls: int, current: Sequence[float] | None = None,
+                     proposal: dict[str, Any] | None = None,
+                     version: int | None = None) -> Round:
+        """Store the round on show, unless it is stored already; return it as stored.
+
+        A round is written once: showing it again changes nothing, and the
+        returned ``Round`` is what the log holds, which is what must be served.
+
+        Args:
+            latents: the four candidates' latents [4][n].
+            current: the latent of the image in the middle [n].
+            proposal: the search's proposal (``Proposal.to_json``).
+            version: the session version the caller's search was built from;
+                a write from a stale search (an undo came in between) is refused.
+
+        Raises:
+            ConflictError: ``round`` is not the open round, or ``version`` is stale.
+        """
         self._require(session_id)
         if len(latents) != 4:
             raise UsageError(f"a round shows 4 images, not {len(latents)}")
         now = time.time()
         with self._transaction() as db:
+            stored, answered = db.execute(
+                "SELECT version, (SELECT COUNT(*) FROM choices WHERE session_id = id) "
+                "FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if round != answered + 1:
+                raise ConflictError(f"round {round} is not the open round "
+                                    f"(round {answered + 1} is)")
+            if version is not None and version != stored:
+                raise ConflictError(f"session {session_id} changed (version {stored}, not "
+                                    f"{version}); read it again")
             db.executemany(
                 "INSERT OR IGNORE INTO shown VALUES (?, ?, ?, ?, ?, ?)",
                 [(session_id, round, slot, json.dumps([float(x) for x in latent]), int(cls), now)
                  for slot, latent in enumerate(latents)])
+            if current is not None:
+                db.execute("INSERT OR IGNORE INTO proposals VALUES (?, ?, ?, ?, ?)",
+                           (session_id, round, json.dumps(proposal),
+                            json.dumps([float(x) for x in current]), now))
+            return self._round(db, session_id, round)
+
+    @staticmethod
+    def _round(db: sqlite3.Connection, session_id: str, round: int) -> Round | None:
+        latents = [json.loads(latent) for (latent,) in db.execute(
+            "SELECT latent FROM shown WHERE session_id = ? AND round = ? ORDER BY slot",
+            (session_id, round))]
+        if not latents:
+            return None
+        row = db.execute("SELECT proposal, current FROM proposals "
+                         "WHERE session_id = ? AND round = ?", (session_id, round)).fetchone()
+        if row is None:   # logged before proposals were kept
+            return Round(latents, None, None)
+        return Round(latents, json.loads(row[1]), json.loads(row[0]))
+
+    def rounds(self, session_id: str) -> dict[int, Round]:
+        """The session's live path as logged: every round shown, answered or open."""
+        self._require(session_id)
+        with self._lock:
+            found = [r for (r,) in self._db.execute(
+                "SELECT DISTINCT round FROM shown WHERE session_id = ? ORDER BY round",
+                (session_id,))]
+            return {r: self._round(self._db, session_id, r) for r in found}
 
     def record_choice(self, session_id: str, round: int, slot: int) -> bool:
         """Store the pick of ``round``; True if new, False if the same pick was stored already.
@@ -205,24 +324,28 @@ class InteractionLog:
         return True
 
     def undo(self, session_id: str) -> int | None:
-        """Take back the session's last pick; return its round, or None if there was none."""
+        """Take back the session's last pick; return its round, or None if there was none.
+
+        The session's version counts up, so every search built before is stale.
+        """
         self._require(session_id)
         with self._transaction() as db:
             last = db.execute("SELECT MAX(round) FROM choices WHERE session_id = ?",
                               (session_id,)).fetchone()[0]
             if last is None:
                 return None
-            # Moved, not deleted: the pick, and the next round's candidates (proposed
-            # afresh after an undo).
+            # Moved, not deleted: the pick, and the next round (proposed afresh after an undo).
             now = time.time()
             db.execute("INSERT INTO undone_choices SELECT *, ? FROM choices "
                        "WHERE session_id = ? AND round = ?", (now, session_id, last))
             db.execute("DELETE FROM choices WHERE session_id = ? AND round = ?",
                        (session_id, last))
-            db.execute("INSERT INTO undone_shown SELECT *, ? FROM shown "
-                       "WHERE session_id = ? AND round > ?", (now, session_id, last))
-            db.execute("DELETE FROM shown WHERE session_id = ? AND round > ?",
-                       (session_id, last))
+            for table in ("shown", "proposals"):
+                db.execute(f"INSERT INTO undone_{table} SELECT *, ? FROM {table} "
+                           "WHERE session_id = ? AND round > ?", (now, session_id, last))
+                db.execute(f"DELETE FROM {table} WHERE session_id = ? AND round > ?",
+                           (session_id, last))
+            db.execute("UPDATE sessions SET version = version + 1 WHERE id = ?", (session_id,))
         return last
 
     def choices(self, session_id: str) -> list[int]:
@@ -246,11 +369,18 @@ class InteractionLog:
             db.execute("UPDATE sessions SET finished = ? WHERE id = ? AND finished IS NULL",
                        (time.time(), session_id))
 
-    def shown(self) -> list[Shown]:
-        """Every image shown in every session, with whether it was picked."""
+    def shown(self, answered: bool = False) -> list[Shown]:
+        """Every image shown in every session, with whether it was picked.
+
+        Args:
+            answered: only the rounds a person answered (not a session's open
+                round, which was shown but never judged).
+        """
         rows = self._read(
             "SELECT s.session_id, s.round, s.slot, s.latent, s.class, c.slot "
             "FROM shown s LEFT JOIN choices c ON c.session_id = s.session_id "
-            "AND c.round = s.round ORDER BY s.session_id, s.round, s.slot")
+            "AND c.round = s.round "
+            + ("WHERE c.slot IS NOT NULL " if answered else "")
+            + "ORDER BY s.session_id, s.round, s.slot")
         return [Shown(sid, rnd, slot, json.loads(latent), cls, picked == slot)
                 for sid, rnd, slot, latent, cls, picked in rows]
