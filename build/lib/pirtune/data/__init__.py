@@ -1,1 +1,0 @@
-"""Datasets and data modules for pirtune."""

@@ -1,1 +1,0 @@
-"""The ACGAN: networks, losses and the Lightning module that trains them."""
