@@ -13,6 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import yaml
 from scipy import stats
 
 from pirtune import train
@@ -182,3 +183,24 @@ def test_the_loop_runs_under_ddp_on_two_cpu_processes(tiny_generator, tmp_path, 
     [(_, evaluation)] = load_evaluations(run)
     assert evaluation.change.n_after == 16
     assert (run / "report.md").is_file()
+
+
+def test_optuna_searches_the_tuning_for_cohens_d(tiny_generator, tmp_path, tiny_overrides):
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "pirtune.train", "hparams_search=tune_optuna",
+         "hydra.sweeper.n_trials=2", "objective=color_red", f"run_dir={tmp_path}/runs/${{name}}",
+         f"hydra.sweep.dir={sweep}", *tiny_overrides, *loop_settings(tiny_generator),
+         "tune.steps=choice(2,3)", "tune.w_pir=interval(1,100)"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["cpu-color_red-trial0", "cpu-color_red-trial1"]
+    # The sweeper saw each trial's Cohen's d (the main function's return value).
+    d = {json.loads((tmp_path / "runs" / run / "evaluation.json").read_text())
+         ["change"]["cohens_d"] for run in runs}
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(d))
+    assert set(best["best_params"]) == {"tune.steps", "tune.w_pir", "tune.lr"}

@@ -22,7 +22,7 @@ import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from pirtune.data.pir_dataset import PIRDataModule
+from pirtune.data.datamodules import PIRDataModule
 from pirtune.errors import UsageError
 from pirtune.estimator.module import (
     PIREstimatorModule,
