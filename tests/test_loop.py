@@ -190,7 +190,8 @@ def test_optuna_searches_the_tuning_for_cohens_d(tiny_generator, tmp_path, tiny_
     result = subprocess.run(
         [sys.executable, "-m", "pirtune.train", "hparams_search=tune_optuna",
          "hydra.sweeper.n_trials=2", "objective=color_red", f"run_dir={tmp_path}/runs/${{name}}",
-         f"hydra.sweep.dir={sweep}", *tiny_overrides, *loop_settings(tiny_generator),
+         f"hydra.sweep.dir={sweep}", *tiny_overrides,
+         *(s for s in loop_settings(tiny_generator) if not s.startswith("tune.steps=")),
          "tune.steps=choice(2,3)", "tune.w_pir=interval(1,100)"],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},

@@ -32,13 +32,17 @@ INTERACTIONS = "interactions"  # data.kind of conf/data/interactions.yaml
 
 # Lightning's notices that no user can act on: checkpoints after the optimiser
 # steps are what resuming needs, the pytree notice is Lightning's own, the frozen
-# PIR estimator stays in eval mode inside the tuning module on purpose, and a
-# GAN stage resumed mid-epoch draws a fresh shuffle of the scenes.
+# PIR estimator stays in eval mode inside the tuning module on purpose, a GAN
+# stage resumed mid-epoch draws a fresh shuffle of the scenes, a resumed stage
+# checkpoints into its own folder again, and the in-memory datasets need no
+# loader workers. Set when the command starts, never on import.
 QUIET = (
     "Using ModelCheckpoint with manual optimization",
     r".*isinstance\(treespec, LeafSpec\)",
     r"Found \d+ module\(s\) in eval mode",
     "You're resuming from a checkpoint that ended before",
+    r"Checkpoint directory .* exists and is not empty",
+    r".*does not have many workers",
 )
 
 
