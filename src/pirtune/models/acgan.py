@@ -32,6 +32,7 @@ from torchvision.utils import save_image
 from pirtune.errors import UsageError
 from pirtune.files import atomic_write
 from pirtune.models.losses import discriminator_loss, generator_loss
+from pirtune.models.protocol import ImageGenerator
 
 log = logging.getLogger(__name__)
 
@@ -219,22 +220,24 @@ class ACGANModule(L.LightningModule):
 
 
 @torch.no_grad()
-def render(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor,
+def render(generator: ImageGenerator, z: torch.Tensor, labels: torch.Tensor,
            batch_size: int = 256) -> torch.Tensor:
     """Images in [0, 1] [N, 3, R, R] for latents z [N, latent] and classes [N].
 
-    Runs in eval mode (batch norm uses its running statistics), in batches, on
-    the generator's device, and restores the generator's mode afterwards.
+    Any ``ImageGenerator``. Runs in eval mode (batch norm uses its running
+    statistics), in batches, on the generator's device, and restores the
+    generator's mode afterwards.
     """
     device = next(generator.parameters()).device
     was_training = generator.training
     generator.eval()
     images = torch.cat([
-        generator(z[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).float()
+        generator.images(z[i:i + batch_size].to(device),
+                         labels[i:i + batch_size].to(device)).float()
         for i in range(0, len(z), batch_size)
     ])
     generator.train(was_training)
-    return (images.clamp(-1, 1) + 1) / 2
+    return images.clamp(0, 1)
 
 
 def class_grid(generator: nn.Module, per_class: int, seed: int = 0) -> torch.Tensor:
