@@ -34,8 +34,9 @@ INTERACTIONS = "interactions"  # data.kind of conf/data/interactions.yaml
 # steps are what resuming needs, the pytree notice is Lightning's own, the frozen
 # PIR estimator stays in eval mode inside the tuning module on purpose, a GAN
 # stage resumed mid-epoch draws a fresh shuffle of the scenes, a resumed stage
-# checkpoints into its own folder again, and the in-memory datasets need no
-# loader workers. Set when the command starts, never on import.
+# checkpoints into its own folder again, the in-memory datasets need no loader
+# workers, and a short estimator epoch logs at its end. Set when the command
+# starts, never on import.
 QUIET = (
     "Using ModelCheckpoint with manual optimization",
     r".*isinstance\(treespec, LeafSpec\)",
@@ -43,6 +44,7 @@ QUIET = (
     "You're resuming from a checkpoint that ended before",
     r"Checkpoint directory .* exists and is not empty",
     r".*does not have many workers",
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 
 
