@@ -1,0 +1,235 @@
+"""Quality metrics: their cost on CPU, and generators scored beside the real-vs-real floor.
+
+    OMP_WAIT_POLICY=PASSIVE python scripts/bench/quality.py                 # shipped generator
+    python scripts/bench/quality.py --generator new=runs/x/generator.pt     # more rows
+
+Real scenes are fresh procedural ones at 32 px (two disjoint sets, seeds from
+40,000,000 and 41,000,000, classes alternating), never seen by the encoder.
+Every set is scored against the first real set: the second real set (the
+floor: what a perfect generator would score at this sample size), the second
+set blurred by σ = 0.5 and 1 px (what slightly soft scenes score), and each
+generator's samples (seeded latents, classes alternating). Class accuracy is
+the encoder's reading of each image's intended class.
+
+Writes ``<out>.json``, ``<out>.md`` and ``<out>.png`` (a grid: real, real
+blurred by 1 px and generated scenes of each class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+# Set before torch starts its thread pool, so the figures are for exactly this many cores.
+THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "2"))
+
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from pirtune.data.landscapes import CLASSES  # noqa: E402
+from pirtune.metrics import (  # noqa: E402
+    blur,
+    class_accuracy,
+    density_coverage,
+    extract,
+    feature_network,
+    fid_from_features,
+    kid_from_features,
+    precision_recall,
+)
+from pirtune.metrics.encoder import SHIPPED  # noqa: E402
+from pirtune.metrics.encoder_training import scenes  # noqa: E402
+from pirtune.models.acgan import load_bundle, render  # noqa: E402
+from pirtune.paths import SHIPPED_GENERATOR  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_SEEDS = (40_000_000, 41_000_000)
+BLURS = (0.5, 1.0)
+K = 5
+
+
+def _timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def score(name: str, real_features: torch.Tensor, features: torch.Tensor, images: torch.Tensor,
+          labels: torch.Tensor, classifier: torch.nn.Module | None, kid_subsets: int) -> dict:
+    """Every metric of one set against the first real set, from extracted features."""
+    precision, recall = precision_recall(real_features, features, K)
+    density, coverage = density_coverage(real_features, features, K)
+    kid_mean, kid_sd = kid_from_features(real_features, features, subsets=kid_subsets)
+    row = {"name": name, "fid": fid_from_features(real_features, features), "kid": kid_mean,
+           "kid_sd": kid_sd, "precision": precision, "recall": recall, "density": density,
+           "coverage": coverage}
+    if classifier is not None:
+        accuracy = class_accuracy(classifier, images, labels)
+        row["class_accuracy"] = {CLASSES[c]: a for c, a in accuracy.items()}
+    return row
+
+
+def cost(network: torch.nn.Module, real: torch.Tensor, other: torch.Tensor,
+         kid_subsets: int) -> dict:
+    """Seconds and images per second of each step, for two sets of len(real) images."""
+    extract(network, real[:64])  # warm-up
+    (a, b), seconds = _timed(lambda: (extract(network, real), extract(network, other)))
+    feature_rate = 2 * len(real) / seconds
+    out = {"images_per_set": len(real), "features_images_per_s": feature_rate}
+    for name, fn in (("fid", lambda: fid_from_features(a, b)),
+                     ("kid", lambda: kid_from_features(a, b, subsets=kid_subsets)),
+                     ("precision_recall", lambda: precision_recall(a, b, K)),
+                     ("density_coverage", lambda: density_coverage(a, b, K))):
+        _, metric_seconds = _timed(fn)
+        out[name] = {"seconds_on_features": metric_seconds,
+                     "images_per_s": 2 * len(real) / (seconds + metric_seconds)}
+    return out
+
+
+def grid(rows: list[tuple[str, torch.Tensor]], path: Path) -> None:
+    """One labelled row of images per (label, images [n, 3, R, R]) pair, saved as a PNG."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.25 * len(rows)))
+    for ax, (label, images) in zip(axes, rows, strict=True):
+        ax.imshow(make_grid(images, nrow=len(images), padding=1, pad_value=1)
+                  .permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(row: dict) -> str:
+    acc = row.get("class_accuracy", {})
+    return (f"| {row['name']} | {row['fid']:.3f} | {1e3 * row['kid']:.2f} ± "
+            f"{1e3 * row['kid_sd']:.2f} | {row['precision']:.3f} | {row['recall']:.3f} | "
+            f"{row['density']:.3f} | {row['coverage']:.3f} | "
+            + " | ".join(f"{acc[c]:.3f}" if c in acc else "–" for c in CLASSES) + " |")
+
+
+def markdown(result: dict) -> str:
+    c = result["cost"]
+    enc = result["encoder"]
+    lines = [
+        f"Quality metrics in the {result['features']} feature space "
+        f"({result['feature_dim']} features) on CPU ({result['machine']['cpu']}, "
+        f"{result['machine']['threads']} threads, torch {result['machine']['torch']}; the "
+        "machine was shared with other jobs). "
+        f"{result['images_per_set']} images per set, k = {K}, KID over {result['kid_subsets']} "
+        f"subsets of {min(result['images_per_set'], 1000)}. Real scenes: fresh procedural "
+        "32 px scenes the encoder never saw; every row is scored against the same first real "
+        "set. Made by `python scripts/bench/quality.py`.",
+        "",
+        "| set vs real | FID | KID ×10³ ± SD | precision | recall | density | coverage | "
+        + " | ".join(f"class acc. {c}" for c in CLASSES) + " |",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(CLASSES),
+        *(_fmt(row) for row in result["rows"]),
+        "",
+        "Class accuracy is the share of a set's images of each class that the encoder's "
+        "class head reads as that class (for real and blurred rows, their true class; for a "
+        "generator, the class it was asked for).",
+        "",
+    ]
+    if enc:
+        held = enc["held_out"]
+        lines += [
+            f"The encoder (`{enc['file']}`, {enc['parameters']:,} parameters, "
+            f"{enc['bytes'] / 1e6:.1f} MB, trained in {enc['minutes']:.0f} min): held-out class "
+            f"accuracy {held['class_accuracy']:.3f} on {held['images']} fresh scenes; blur σ "
+            f"read back with a mean error of {held['blur_mae_px']:.3f} px.",
+            "",
+        ]
+    lines += [
+        f"Cost ({c['images_per_set']} + {c['images_per_set']} images): encoder features "
+        f"{c['features_images_per_s']:.0f} images/s.",
+        "",
+        "| metric | seconds on features | images/s end to end (features + metric) |",
+        "|---|---:|---:|",
+        *(f"| {name} | {c[name]['seconds_on_features']:.3f} | {c[name]['images_per_s']:.0f} |"
+          for name in ("fid", "kid", "precision_recall", "density_coverage")),
+        "",
+        f"Samples: `{result['grid']}`. The whole benchmark took {result['minutes']:.1f} min.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000, help="images per set")
+    parser.add_argument("--generator", action="append", default=None,
+                        help="name=path of a generator bundle; repeatable "
+                             "(default: acgan-cpu.pt=the shipped generator)")
+    parser.add_argument("--features", default="landscape", help="landscape or inception")
+    parser.add_argument("--kid-subsets", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the generators' latents and of KID's subsets")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "quality")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(args.seed)  # KID draws its subsets from the global generator
+    start = time.perf_counter()
+    generators = args.generator or [f"acgan-cpu.pt={SHIPPED_GENERATOR}"]
+
+    network = feature_network(args.features)
+    classifier = getattr(network, "classifier", None)
+    n = args.images
+    (real, _), render_seconds = _timed(scenes, REAL_SEEDS[0], n)
+    other, labels = scenes(REAL_SEEDS[1], n)
+    result = {"features": args.features, "images_per_set": n, "kid_subsets": args.kid_subsets,
+              "real_seeds": list(REAL_SEEDS), "k": K,
+              "render_images_per_s": n / render_seconds}
+    result["cost"] = cost(network, real, other, args.kid_subsets)
+    real_features = extract(network, real)
+    result["feature_dim"] = int(real_features.shape[1])
+
+    sets = [("real vs real (floor)", other)]
+    sets += [(f"real blurred σ = {s:g} px", blur(other, s)) for s in BLURS]
+    samples = {}
+    for spec in generators:
+        name, _, path = spec.partition("=")
+        generator, _, _ = load_bundle(path)
+        z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(args.seed))
+        samples[name] = render(generator, z, labels)
+        sets.append((name, samples[name]))
+    result["rows"] = [score(name, real_features, extract(network, images), images, labels,
+                            classifier, args.kid_subsets) for name, images in sets]
+    for row in result["rows"]:
+        print(_fmt(row))
+
+    per_class = 10
+    picks = [torch.nonzero(labels == c).flatten()[:per_class] for c in range(len(CLASSES))]
+    rows = []
+    for c, pick in enumerate(picks):
+        rows += [(f"real {CLASSES[c]}", other[pick]),
+                 (f"real {CLASSES[c]}, σ = 1 px", blur(other[pick], 1.0))]
+        rows += [(f"{name} {CLASSES[c]}", images[pick]) for name, images in samples.items()]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    grid(rows, args.out.with_suffix(".png"))
+    result["grid"] = str(args.out.with_suffix(".png").relative_to(REPO)
+                         if args.out.is_relative_to(REPO) else args.out.with_suffix(".png"))
+    result["generators"] = dict(g.partition("=")[::2] for g in generators)
+    encoder_json = SHIPPED.with_suffix(".json")
+    result["encoder"] = (json.loads(encoder_json.read_text())
+                         if args.features == "landscape" and encoder_json.is_file() else None)
+    cpu = next((line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    result["machine"] = {"cpu": cpu, "threads": THREADS, "torch": torch.__version__}
+    result["minutes"] = (time.perf_counter() - start) / 60
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

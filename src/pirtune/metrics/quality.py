@@ -1,0 +1,199 @@
+"""The metrics (see the package docstring), as plain functions of images and a feature net."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from pirtune.errors import UsageError
+from pirtune.metrics.encoder import load_encoder
+
+
+def _check_images(images: Tensor, name: str) -> None:
+    if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+        raise UsageError(f"{name} must be float images [N, 3, H, W] in [0, 1], not "
+                         f"{tuple(images.shape)} {images.dtype}")
+    if len(images) < 2:
+        raise UsageError(f"{name} holds {len(images)} image(s); the metrics need at least 2")
+
+
+@torch.no_grad()
+def extract(network: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
+    """The network's features [N, d] of images [N, 3, H, W] in [0, 1], in batches."""
+    _check_images(images, "images")
+    network.eval()
+    return torch.cat([network(images[i:i + batch_size]).flatten(1).double()
+                      for i in range(0, len(images), batch_size)])
+
+
+class _Given(nn.Module):
+    """Hands torchmetrics features that were already extracted (by ``extract``) as they are."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.num_features = dim
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features
+
+
+def _network(network: nn.Module | None) -> nn.Module:
+    """``network``, or the shipped landscape encoder when it is None."""
+    return load_encoder() if network is None else network
+
+
+def _check_features(real: Tensor, fake: Tensor) -> None:
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise UsageError(f"features must be [N, d] and [M, d] with the same d, not "
+                         f"{tuple(real.shape)} and {tuple(fake.shape)}")
+    if min(len(real), len(fake)) < 2:
+        raise UsageError("the metrics need at least 2 samples in each set")
+
+
+def fid_from_features(real: Tensor, fake: Tensor) -> float:
+    """Fréchet distance between the Gaussians fitted to features [N, d] and [M, d]
+    (torchmetrics' computation, in float64)."""
+    _check_features(real, fake)
+    metric = FrechetInceptionDistance(feature=_Given(real.shape[1]), reset_real_features=True)
+    metric.set_dtype(torch.float64)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    return float(metric.compute())
+
+
+def kid_from_features(real: Tensor, fake: Tensor, subsets: int = 50,
+                      subset_size: int | None = None) -> tuple[float, float]:
+    """Kernel Inception Distance of features [N, d] and [M, d] (cubic polynomial kernel MMD²,
+    torchmetrics): mean and SD over ``subsets`` random subsets of ``subset_size`` (default:
+    the smaller set, ≤ 1000)."""
+    _check_features(real, fake)
+    size = subset_size or min(len(real), len(fake), 1000)
+    if size > min(len(real), len(fake)):
+        raise UsageError(f"subset_size={size} exceeds the smaller set "
+                         f"({min(len(real), len(fake))} images); give a smaller one")
+    metric = KernelInceptionDistance(feature=_Given(real.shape[1]), subsets=subsets,
+                                     subset_size=size)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    mean, sd = metric.compute()
+    return float(mean), float(sd)
+
+
+def fid(real: Tensor, fake: Tensor, network: nn.Module | None = None,
+        batch_size: int = 256) -> float:
+    """FID of images [N, 3, H, W] and [M, 3, H, W] in [0, 1] in ``network``'s feature space
+    (the shipped landscape encoder by default); see ``fid_from_features``."""
+    _check_images(real, "real"), _check_images(fake, "fake")
+    network = _network(network)
+    return fid_from_features(extract(network, real, batch_size),
+                             extract(network, fake, batch_size))
+
+
+def kid(real: Tensor, fake: Tensor, network: nn.Module | None = None, subsets: int = 50,
+        subset_size: int | None = None, batch_size: int = 256) -> tuple[float, float]:
+    """KID of images in [0, 1] in ``network``'s feature space (the shipped landscape encoder
+    by default): mean and SD over subsets; see ``kid_from_features``."""
+    _check_images(real, "real"), _check_images(fake, "fake")
+    network = _network(network)
+    return kid_from_features(extract(network, real, batch_size),
+                             extract(network, fake, batch_size), subsets, subset_size)
+
+
+def _radii(features: Tensor, k: int) -> Tensor:
+    """Each sample's distance to its k-th nearest neighbour in its own set (itself excluded)."""
+    if not 1 <= k < len(features):
+        raise UsageError(f"k={k} nearest neighbours need more than {k} samples, not "
+                         f"{len(features)}")
+    distances = torch.cdist(features, features)
+    return distances.kthvalue(k + 1, dim=1).values  # the 1st is the sample itself (0)
+
+
+def precision_recall(real: Tensor, fake: Tensor, k: int = 5) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of features [N, d], [M, d]."""
+    real_radii, fake_radii = _radii(real, k), _radii(fake, k)
+    cross = torch.cdist(fake, real)                                       # [M, N]
+    precision = (cross <= real_radii[None, :]).any(dim=1).double().mean()
+    recall = (fake_radii[None, :] >= cross.T).any(dim=1).double().mean()
+    return float(precision), float(recall)
+
+
+def density_coverage(real: Tensor, fake: Tensor, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) of features [N, d] (real) and [M, d] (fake)."""
+    real_radii = _radii(real, k)
+    inside = torch.cdist(fake, real) <= real_radii[None, :]               # [M, N]
+    density = inside.double().sum() / (k * len(fake))
+    coverage = inside.any(dim=0).double().mean()
+    return float(density), float(coverage)
+
+
+@torch.no_grad()
+def class_accuracy(classifier: nn.Module, images: Tensor, labels: Tensor,
+                   batch_size: int = 256) -> dict[int, float]:
+    """The share of images of each class that ``classifier`` (logits [N, C]) reads as that class."""
+    classifier.eval()
+    predicted = torch.cat([classifier(images[i:i + batch_size]).argmax(1)
+                           for i in range(0, len(images), batch_size)])
+    return {int(c): float((predicted[labels == c] == c).double().mean())
+            for c in labels.unique()}
+
+
+@dataclass(frozen=True)
+class Quality:
+    """One comparison of a set of images with real ones (see the package docstring)."""
+
+    fid: float
+    kid: float
+    kid_sd: float
+    precision: float
+    recall: float
+    density: float
+    coverage: float
+    class_accuracy: dict[int, float] | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def quality(real: Tensor, fake: Tensor, network: nn.Module | None = None, k: int = 5,
+            classifier: nn.Module | None = None, fake_labels: Tensor | None = None,
+            kid_subsets: int = 50) -> Quality:
+    """Every metric of ``fake`` against ``real`` in ``network``'s feature space.
+
+    ``network`` defaults to the shipped landscape encoder. Class readability is
+    computed when the fake images' intended classes (``fake_labels``) are given,
+    by ``classifier``, or by the network's own class head when it is a landscape
+    encoder.
+    """
+    network = _network(network)
+    if classifier is None:
+        classifier = getattr(network, "classifier", None)
+    real_features, fake_features = extract(network, real), extract(network, fake)
+    precision, recall = precision_recall(real_features, fake_features, k)
+    density, coverage = density_coverage(real_features, fake_features, k)
+    kid_mean, kid_sd = kid_from_features(real_features, fake_features, subsets=kid_subsets)
+    readability = (class_accuracy(classifier, fake, fake_labels)
+                   if classifier is not None and fake_labels is not None else None)
+    return Quality(fid_from_features(real_features, fake_features), kid_mean, kid_sd, precision,
+                   recall, density, coverage, readability)
+
+
+def floor(real: Tensor, network: nn.Module | None = None, k: int = 5,
+          classifier: nn.Module | None = None, labels: Tensor | None = None,
+          kid_subsets: int = 50, seed: int = 0) -> Quality:
+    """The real-vs-real floor: ``quality`` of one half of ``real`` against the other.
+
+    What a generator that draws exactly the real distribution would score with
+    sets of this size (half of ``real`` each). The halves are drawn by a
+    permutation seeded with ``seed``, so a set sorted by class (an ImageFolder)
+    still splits into two alike halves. Its class readability is the
+    classifier's accuracy on the second half's true ``labels``.
+    """
+    half = len(real) // 2
+    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
+    first, second = order[:half], order[half:2 * half]
+    return quality(real[first], real[second], network, k, classifier,
+                   None if labels is None else labels[second], kid_subsets)
