@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-CHECKPOINT := checkpoints/acgan-cpu.pt
+CHECKPOINT := src/pirtune/checkpoints/acgan-cpu.pt
 
 .PHONY: run test browser screenshots serve lint bench clean
 

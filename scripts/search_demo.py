@@ -21,6 +21,7 @@ import torch
 from torchvision.utils import save_image
 
 from pirtune.models.acgan import load_bundle, render
+from pirtune.paths import SHIPPED_GENERATOR
 from pirtune.search import (
     AxisSearch,
     PreferenceSearch,
@@ -30,15 +31,15 @@ from pirtune.search import (
     satisfaction_radius,
     simulate,
 )
-from pirtune.train import REPO_ROOT
 
 FRAMES = 10  # chosen images shown per row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generator", default=str(REPO_ROOT / "checkpoints" / "acgan-cpu.pt"))
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "search_demo.png")
+    parser.add_argument("--generator", default=str(SHIPPED_GENERATOR))
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).resolve().parents[1] / "docs" / "search_demo.png")
     parser.add_argument("--k", type=int, default=8, help="GANSpace directions searched")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()

@@ -1,6 +1,7 @@
-"""Copy a pre-trained generator bundle into checkpoints/ with its reproduction record.
+"""Copy a pre-trained generator bundle into the package with its reproduction record.
 
-    python scripts/ship_generator.py runs/cpu-pretrain/generator.pt checkpoints/acgan-cpu.pt
+    python scripts/ship_generator.py runs/cpu-pretrain/generator.pt \
+        src/pirtune/checkpoints/acgan-cpu.pt
 
 Writes ``<out>.pt`` and ``<out>.md``: the exact command, seed, iterations,
 the resolved model and data config, the software versions and the SHA-256 of
@@ -42,7 +43,8 @@ def record(bundle_path: Path, digest: str, meta: dict, notes: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path, help="generator.pt written by stage=pretrain")
-    parser.add_argument("out", type=Path, help="destination, e.g. checkpoints/acgan-cpu.pt")
+    parser.add_argument("out", type=Path,
+                        help="destination, e.g. src/pirtune/checkpoints/acgan-cpu.pt")
     parser.add_argument("--notes", default="", help="extra Markdown for the record")
     args = parser.parse_args()
     _, _, meta = load_bundle(args.bundle)

@@ -2,8 +2,8 @@
 
     OMP_WAIT_POLICY=PASSIVE python scripts/train_encoder.py
 
-Writes ``checkpoints/encoder-cpu.pt`` (weights, loadable with weights_only)
-and ``checkpoints/encoder-cpu.json``: the command, seed, data (seed ranges,
+Writes ``src/pirtune/checkpoints/encoder-cpu.pt`` (weights, loadable with weights_only)
+and ``src/pirtune/checkpoints/encoder-cpu.json``: the command, seed, data (seed ranges,
 resolution, counts), the augmentation ranges, the SHA-256 of the weights,
 held-out class accuracy and blur error, parameter count, minutes and machine.
 """

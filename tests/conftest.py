@@ -10,8 +10,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from pirtune import pipeline
-from pirtune.train import CONFIG_DIR, register_resolvers
+from pirtune import train
+from pirtune.paths import CONFIG_DIR
+from pirtune.train import register_resolvers
 
 register_resolvers()
 torch.set_num_threads(1)
@@ -58,4 +59,4 @@ def tiny_generator(tmp_path_factory, tiny_overrides) -> Path:
         cfg = compose(config_name="train",
                       overrides=[f"run_dir={run}", *tiny_overrides, "stage=pretrain",
                                  "pretrain.iterations=2"])
-    return pipeline.pretrain(cfg)
+    return train.run(cfg, "pretrain")

@@ -10,7 +10,8 @@ import torch
 from hydra.utils import instantiate
 
 from pirtune.errors import UsageError
-from pirtune.train import CONFIG_DIR, check_group_overrides
+from pirtune.paths import CONFIG_DIR
+from pirtune.train import check_group_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONFIG_DIR / "trainer").glob("*.yaml"))
@@ -128,7 +129,7 @@ def test_sweep_launchers_compose(launcher, target):
 
 
 def test_imagefolder_option_trains_on_a_folder(make_cfg, tmp_path):
-    from pirtune import pipeline
+    from pirtune import train
     from pirtune.data.landscapes import write_imagefolder
 
     write_imagefolder(tmp_path / "photos", n=8, resolution=24)
@@ -137,7 +138,7 @@ def test_imagefolder_option_trains_on_a_folder(make_cfg, tmp_path):
     datamodule = instantiate(cfg.data)
     images, labels = next(iter(datamodule.train_dataloader()))
     assert images.shape == (8, 3, 16, 16)
-    assert pipeline.pretrain(cfg).is_file()
+    assert train.run(cfg, "pretrain").is_file()
 
 
 OBJECTIVES = sorted(p.stem for p in (CONFIG_DIR / "objective").glob("*.yaml"))
@@ -149,7 +150,7 @@ def test_objective_options_build_under_their_run_name(make_cfg, objective):
     from pirtune.objectives import build_objective, objective_name
 
     spec = make_cfg(f"objective={objective}").objective
-    if spec.kind == "vgg":
+    if spec._target_ == "pirtune.objectives.VGGObjective":
         assert objective_name(spec) == f"{objective}_k1_s0"
         if spec.layer in ("pool1", "pool2"):  # deeper layers only cost time to build
             built = build_objective({**spec, "weights": "random"})
@@ -163,3 +164,28 @@ def test_estimator_options_build(make_cfg, estimator):
     cfg = make_cfg(f"estimator={estimator}")
     network = instantiate(cfg.estimator.network)
     assert network(torch.rand(2, 3, 16, 16)).shape == (2, 100)
+
+
+def test_a_value_of_the_wrong_type_fails_at_composition(make_cfg):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="tune.steps"):
+        make_cfg("tune.steps=many")
+    with pytest.raises(ConfigCompositionException, match="collect.impressions"):
+        make_cfg("collect.impressions=1.5")
+
+
+def test_stages_get_their_own_typed_sections(make_cfg):
+    from pirtune.stages.config import CollectConfig, EstimatorConfig, TrainConfig, TuneConfig
+    from pirtune.train import settings
+
+    typed = settings(make_cfg("objective=color_red", "seed=7", "tune.w_pir=10"))
+    assert isinstance(typed, TrainConfig) and isinstance(typed.collect, CollectConfig)
+    assert isinstance(typed.tune, TuneConfig) and typed.tune.w_pir == 10.0
+    assert isinstance(typed.estimate.estimator, EstimatorConfig)
+    # Shared values are interpolated into each section that reads them.
+    assert typed.collect.seed == typed.tune.seed == typed.estimate.seed == 7
+    assert typed.collect.objective == {"_target_": "pirtune.objectives.ColourObjective",
+                                       "colours": ["red"]}
+    with pytest.raises(UsageError, match="collect.num_images=0 must be at least 1"):
+        settings(make_cfg("collect.num_images=0"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import importlib
 import json
 import logging
 import os
@@ -11,8 +13,10 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import yaml
+from scipy import stats
 
-from pirtune import pipeline
+from pirtune import train
 from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.evaluation import load_evaluations
@@ -20,6 +24,8 @@ from pirtune.models.acgan import load_bundle
 from pirtune.report import HEADINGS
 
 SECTIONS = list(HEADINGS.values())
+# The module, not the function `pirtune.stages.tune` that shadows it.
+tune_stage = importlib.import_module("pirtune.stages.tune")
 
 
 def loop_settings(generator: Path) -> list[str]:
@@ -33,7 +39,7 @@ def loop_settings(generator: Path) -> list[str]:
 def test_two_rounds_write_every_file_and_a_full_report(make_cfg, tiny_generator, capsys):
     cfg = make_cfg("objective=color_red", "iterations=2", *loop_settings(tiny_generator))
     assert cfg.stage == "loop"
-    report = pipeline.run(cfg)
+    report = train.run(cfg)
     run = Path(cfg.run_dir)
     assert report == run / "report.md"
     assert f"report written to {report}" in capsys.readouterr().out
@@ -89,20 +95,20 @@ class _Crash(L.Callback):
 def test_an_interrupted_loop_resumes_where_it_stopped(make_cfg, tiny_generator, monkeypatch,
                                                        caplog):
     cfg = make_cfg("objective=color_green", *loop_settings(tiny_generator), "tune.steps=4")
-    real_trainer = pipeline._trainer
-    monkeypatch.setattr(pipeline, "_trainer",
-                        lambda cfg, callbacks, **kw: real_trainer(cfg, [*callbacks, _Crash(2)],
-                                                                  **kw))
+    real_trainer = tune_stage.gan_trainer
+    monkeypatch.setattr(tune_stage, "gan_trainer",
+                        lambda run, callbacks, *args: real_trainer(
+                            run, [*callbacks, _Crash(2)], *args))
     with pytest.raises(RuntimeError, match="killed"):
-        pipeline.run(cfg)
+        train.run(cfg)
     run = Path(cfg.run_dir)
     assert (run / "estimator.pt").is_file() and (run / "tune_ckpt" / "last.ckpt").is_file()
     assert not (run / "tuned.pt").exists() and not (run / "evaluation.json").exists()
     estimator_stamp = (run / "estimator.pt").stat().st_mtime_ns
 
     monkeypatch.undo()
-    with caplog.at_level(logging.INFO, logger="pirtune.pipeline"):
-        pipeline.run(cfg)
+    with caplog.at_level(logging.INFO, logger="pirtune.stages"):
+        train.run(cfg)
     messages = caplog.text
     assert "collect: already done" in messages and "estimate: already done" in messages
     assert "tune: resuming from" in messages
@@ -115,17 +121,28 @@ def test_an_interrupted_loop_resumes_where_it_stopped(make_cfg, tiny_generator, 
 def test_single_stages_and_their_order(make_cfg, tiny_generator):
     cfg = make_cfg("stage=tune", "objective=color_blue", *loop_settings(tiny_generator))
     with pytest.raises(UsageError, match="run stage=estimate first"):
-        pipeline.run(cfg)
+        train.run(cfg)
     with pytest.raises(UsageError, match="run stage=tune first"):
-        pipeline.evaluate(cfg)
+        train.run(cfg, "evaluate")
     with pytest.raises(UsageError, match="round=0 must be at least 1"):
-        pipeline.collect(make_cfg("round=0", *loop_settings(tiny_generator)))
+        train.run(make_cfg("round=0", *loop_settings(tiny_generator)), "collect")
     for stage in ("collect", "estimate", "tune"):
-        pipeline.STAGES[stage](cfg)
+        train.run(cfg, stage)
     evaluation = Path(cfg.run_dir) / "evaluation.json"
-    evaluation.unlink()  # tuning evaluated; the stage alone writes it again
-    pipeline.evaluate(cfg)
-    assert json.loads(evaluation.read_text())["round"] == 1
+    assert not evaluation.exists()  # tuning leaves judging to the evaluate stage
+    train.run(cfg, "evaluate")
+    saved = json.loads(evaluation.read_text())
+    assert saved["round"] == 1 and saved["seeds"] == {"seed": 0, "evaluate": 1000}
+
+    # Welch's t again, from the per-image scores beside the evaluation.
+    with open(evaluation.parent / saved["scores"]) as f:
+        rows = list(csv.DictReader(f))
+    scores = {name: [float(r["true_pir"]) for r in rows if r["set"] == name]
+              for name in ("before", "after")}
+    assert {r["seed"] for r in rows} == {"1000", "1001"} and len(scores["after"]) == 16
+    again = stats.ttest_ind(scores["after"], scores["before"], equal_var=False)
+    assert saved["change"]["welch"]["t"] == pytest.approx(again.statistic, rel=1e-6)
+    assert saved["change"]["welch"]["p"] == pytest.approx(again.pvalue, rel=1e-6)
 
 
 def test_a_sweep_over_two_objectives_writes_two_runs_and_one_report(tiny_generator, tmp_path,
@@ -166,3 +183,25 @@ def test_the_loop_runs_under_ddp_on_two_cpu_processes(tiny_generator, tmp_path, 
     [(_, evaluation)] = load_evaluations(run)
     assert evaluation.change.n_after == 16
     assert (run / "report.md").is_file()
+
+
+def test_optuna_searches_the_tuning_for_cohens_d(tiny_generator, tmp_path, tiny_overrides):
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "pirtune.train", "hparams_search=tune_optuna",
+         "hydra.sweeper.n_trials=2", "objective=color_red", f"run_dir={tmp_path}/runs/${{name}}",
+         f"hydra.sweep.dir={sweep}", *tiny_overrides,
+         *(s for s in loop_settings(tiny_generator) if not s.startswith("tune.steps=")),
+         "tune.steps=choice(2,3)", "tune.w_pir=interval(1,100)"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["cpu-color_red-trial0", "cpu-color_red-trial1"]
+    # The sweeper saw each trial's Cohen's d (the main function's return value).
+    d = {json.loads((tmp_path / "runs" / run / "evaluation.json").read_text())
+         ["change"]["cohens_d"] for run in runs}
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(d))
+    assert set(best["best_params"]) == {"tune.steps", "tune.w_pir", "tune.lr"}

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from pirtune import pipeline
+from pirtune import train
 from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.estimator.module import load_estimator
@@ -21,13 +21,13 @@ from pirtune.objectives import ColourObjective
 @pytest.fixture
 def tiny_generator(make_cfg, tmp_path_factory) -> Path:
     cfg = make_cfg("pretrain.iterations=2", f"run_dir={tmp_path_factory.mktemp('gan')}")
-    return pipeline.pretrain(cfg)
+    return train.run(cfg, "pretrain")
 
 
 def test_collect_scores_samples_and_simulates_clicks(make_cfg, tiny_generator):
     cfg = make_cfg("stage=collect", "objective=color_red", f"generator_ckpt={tiny_generator}",
                    "collect.num_images=40", "collect.impressions=200", "collect.batch_size=16")
-    out = pipeline.collect(cfg)
+    out = train.run(cfg, "collect")
     assert out == Path(cfg.pir_data) and out.parent.name == "run"
     with open(out / "pir.csv") as f:
         rows = list(csv.DictReader(f))
@@ -45,14 +45,14 @@ def test_collect_scores_samples_and_simulates_clicks(make_cfg, tiny_generator):
     assert abs((records.observed_pir - records.true_pir).mean()) < 5 * se
     assert records.meta["objective"]["name"] == "color_red"
     stamp = (out / "pir.csv").stat().st_mtime_ns
-    pipeline.collect(cfg)  # done: skipped, nothing rewritten
+    train.run(cfg, "collect")  # done: skipped, nothing rewritten
     assert (out / "pir.csv").stat().st_mtime_ns == stamp
 
 
 def test_collect_with_a_vgg_user(make_cfg, tiny_generator):
     cfg = make_cfg("objective=vgg_pool1", "objective.weights=random", "objective.k=3",
                    f"generator_ckpt={tiny_generator}", "collect.num_images=6")
-    records = read_pir_dataset(pipeline.collect(cfg))
+    records = read_pir_dataset(train.run(cfg, "collect"))
     assert records.meta["objective"]["name"] == "vgg_pool1_k3_s0"
     assert ((records.true_pir > 0) & (records.true_pir < 1)).all()
 
@@ -61,9 +61,9 @@ def test_estimate_writes_estimator_and_report(make_cfg, tiny_generator):
     cfg = make_cfg("stage=estimate", f"generator_ckpt={tiny_generator}",
                    "collect.num_images=40", "estimator.epochs=2", "estimator.batch_size=8")
     with pytest.raises(UsageError, match="run stage=collect first"):
-        pipeline.estimate(cfg)
-    pipeline.collect(cfg)
-    out = pipeline.estimate(cfg)
+        train.run(cfg, "estimate")
+    train.run(cfg, "collect")
+    out = train.run(cfg, "estimate")
     saved = torch.load(out, weights_only=False)
     assert saved["temperature"] == 0.01 and saved["network"]["backbone"] == "small_cnn"
     report = json.loads((out.parent / "estimator_report.json").read_text())
@@ -94,7 +94,7 @@ def test_estimate_writes_estimator_and_report(make_cfg, tiny_generator):
 def test_loop_stages_share_a_run_named_after_the_objective(make_cfg):
     from hydra import compose, initialize_config_dir
 
-    from pirtune.train import CONFIG_DIR
+    from pirtune.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         names = {

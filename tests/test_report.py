@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import urllib.parse
@@ -17,8 +18,8 @@ from torchvision.utils import save_image
 
 from pirtune import report
 from pirtune.evaluation import Evaluation, TrainingSet, load_evaluations, write_evaluation
+from pirtune.paths import CONFIG_DIR
 from pirtune.stats import mean_change
-from pirtune.train import CONFIG_DIR
 
 
 def colour(*colours: str) -> dict:
@@ -125,6 +126,18 @@ def test_report_has_every_section_and_figure(sweep):
     assert "CPU-sized" in header and "`small_cnn`" in header and "ImageNet" in header
     assert "6 objectives, rounds 1, 2: 7 evaluations" in header and "α = 0.001" in header
     assert "iterations=2" not in sections(markdown)[report.HEADINGS["6"]]
+
+
+def test_two_runs_of_one_objective_are_told_apart(tmp_path):
+    for i, seed in enumerate((0, 1)):
+        evaluation = make_evaluation(colour("blue"), 0.1, 0.05, (0.3, 0.05, 0.0), seed=i)
+        evaluation = dataclasses.replace(evaluation, run=f"cpu-color_blue-s{seed}",
+                                         seeds={"seed": seed, "evaluate": 1000})
+        write_run(tmp_path / f"s{seed}", evaluation, grids=False)
+    markdown = report.write_report(tmp_path).read_text()
+    assert "- Seeds: evaluate 1000; seed 0, 1" in sections(markdown)[report.HEADINGS["run"]]
+    rows = table_rows(sections(markdown)[report.HEADINGS["table"]])
+    assert sorted(row[-1] for row in rows) == ["cpu-color_blue-s0", "cpu-color_blue-s1"]
 
 
 def test_table_has_one_row_per_evaluation_with_its_numbers(sweep):

@@ -49,6 +49,7 @@ from pirtune.metrics import (  # noqa: E402
 from pirtune.metrics.encoder import SHIPPED  # noqa: E402
 from pirtune.metrics.encoder_training import scenes  # noqa: E402
 from pirtune.models.acgan import load_bundle, render  # noqa: E402
+from pirtune.paths import SHIPPED_GENERATOR  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_SEEDS = (40_000_000, 41_000_000)
@@ -167,7 +168,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000, help="images per set")
     parser.add_argument("--generator", action="append", default=None,
                         help="name=path of a generator bundle; repeatable "
-                             "(default: acgan-cpu.pt=checkpoints/acgan-cpu.pt)")
+                             "(default: acgan-cpu.pt=the shipped generator)")
     parser.add_argument("--features", default="landscape", help="landscape or inception")
     parser.add_argument("--kid-subsets", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0,
@@ -177,7 +178,7 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     torch.manual_seed(args.seed)  # KID draws its subsets from the global generator
     start = time.perf_counter()
-    generators = args.generator or [f"acgan-cpu.pt={REPO / 'checkpoints' / 'acgan-cpu.pt'}"]
+    generators = args.generator or [f"acgan-cpu.pt={SHIPPED_GENERATOR}"]
 
     network = feature_network(args.features)
     classifier = getattr(network, "classifier", None)

@@ -56,9 +56,9 @@ import torch  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from pirtune.models.acgan import load_bundle  # noqa: E402
+from pirtune.paths import SHIPPED_GENERATOR  # noqa: E402
 from pirtune.search import SimulatedPerson  # noqa: E402
 from pirtune.search.space import SearchSpace  # noqa: E402
-from pirtune.train import REPO_ROOT  # noqa: E402
 from pirtune.webapp import InteractionLog  # noqa: E402
 from pirtune.webapp.app import Limits, create_app  # noqa: E402
 from pirtune.webapp.serve import class_names, launch  # noqa: E402
@@ -217,7 +217,7 @@ def memory(checkpoint: Path, sessions: int, cap: int) -> dict:
 
 def limits() -> dict:
     """The default limits on new sessions, hit by one fast client and then by many."""
-    generator, _, meta = load_bundle(REPO_ROOT / "checkpoints" / "acgan-cpu.pt")
+    generator, _, meta = load_bundle(SHIPPED_GENERATOR)
     generator.eval()
     defaults = Limits()
     result = {"window_s": defaults.window_s, "per_client": defaults.sessions_per_client,
@@ -296,7 +296,7 @@ def table(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path,
-                        default=REPO_ROOT / "checkpoints" / "acgan-cpu.pt")
+                        default=SHIPPED_GENERATOR)
     parser.add_argument("--sessions", type=int, default=10, help="in-process sessions")
     parser.add_argument("--rounds", type=int, default=30, help="rounds per in-process session")
     parser.add_argument("--people", type=int, default=20, help="concurrent people on the server")

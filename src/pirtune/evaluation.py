@@ -6,13 +6,15 @@ every class), scores both with the true objective and with the round's frozen
 estimator, and returns an ``Evaluation``: the true change (Welch's t, Cohen's
 d, significance at α = 0.001), the estimator's predicted change on the same
 images (introspection, A.1), and the training set's initial mean, SD and
-share of zero PIRs (A.2, C.4.2). ``EvaluationCallback`` runs it when tuning
-ends and logs ``tune/eval/*``; ``write_evaluation``/``load_evaluations`` are
-the machine-readable file ``evaluation.json`` the report reads.
+share of zero PIRs (A.2, C.4.2). Every image's scores go beside it in
+``evaluation_scores.csv``, so Welch's t can be re-checked without rendering
+again. ``write_evaluation``/``load_evaluations`` are the machine-readable file
+``evaluation.json`` the report reads.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -21,18 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 from torchvision.utils import save_image
 
 from pirtune.data.pir_dataset import PIRRecords
 from pirtune.estimator.module import FrozenPIREstimator, estimate_pir
+from pirtune.files import atomic_write, write_json
 from pirtune.models.acgan import render
 from pirtune.stats import ALPHA, Change, WelchTest, mean_change
 
 EVALUATION_FORMAT = "pirtune-evaluation/1"
 EVALUATION_NAME = "evaluation.json"
+SCORES_NAME = "evaluation_scores.csv"
 GRID_SIZE = 64  # images in each before/after grid (Fig. 3)
 
 
@@ -81,6 +84,9 @@ class Evaluation:
         generator_before, generator_after: the two bundles compared.
         grids: before/after sample grids, relative to the evaluation file.
         tuning: the tuning settings (steps, w_pir, lr).
+        run: the run's name.
+        seeds: the seeds that decided the result (the run's, the evaluation's latents).
+        scores: the per-image scores' file, relative to the evaluation file.
     """
 
     objective: dict[str, Any]
@@ -94,6 +100,9 @@ class Evaluation:
     generator_after: str
     grids: dict[str, str]
     tuning: dict[str, Any]
+    run: str = ""
+    seeds: dict[str, int] = dataclasses.field(default_factory=dict)
+    scores: str | None = None
     format: str = EVALUATION_FORMAT
 
     @property
@@ -132,10 +141,7 @@ class Evaluation:
 
 def write_evaluation(evaluation: Evaluation, path: Path) -> Path:
     """Write ``evaluation`` as JSON, atomically (a crash never leaves half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(evaluation.to_dict(), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(path, evaluation.to_dict())
 
 
 def load_evaluations(root: str | Path) -> list[tuple[Path, Evaluation]]:
@@ -166,6 +172,7 @@ class Samples:
     """Images drawn for an evaluation and their true and estimated PIRs."""
 
     images: torch.Tensor     # [N, 3, R, R] in [0, 1]
+    labels: torch.Tensor     # [N] classes
     true_pir: torch.Tensor   # [N]
     estimate: torch.Tensor   # [N]
 
@@ -177,8 +184,27 @@ def draw_and_score(generator: nn.Module, objective, estimator: FrozenPIREstimato
     labels = balanced_classes(n, generator.num_classes, rng)
     z = torch.randn(n, generator.latent_dim, generator=rng)
     images = render(generator, z, labels, batch_size)
-    return Samples(images, score(objective, images, batch_size),
+    return Samples(images, labels, score(objective, images, batch_size),
                    estimate_pir(estimator, images, batch_size))
+
+
+def write_scores(sets: dict[str, tuple[int, Samples]], path: Path) -> Path:
+    """Every evaluated image's class and scores, one CSV row each.
+
+    Columns: ``set`` (before/after), ``seed`` (the set's seed: ``balanced_classes``
+    then ``torch.randn`` from ``torch.Generator().manual_seed(seed)`` draw its
+    classes and latents), ``index`` (the image's row in that draw), ``class``,
+    ``true_pir`` (the objective's score), ``estimated_pir``.
+    """
+    with atomic_write(path, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(["set", "seed", "index", "class", "true_pir", "estimated_pir"])
+        for name, (seed, samples) in sets.items():
+            for i, (label, true, estimate) in enumerate(zip(
+                    samples.labels.tolist(), samples.true_pir.tolist(),
+                    samples.estimate.tolist(), strict=True)):
+                writer.writerow([name, seed, i, label, repr(true), repr(estimate)])
+    return path
 
 
 def evaluate_generators(
@@ -204,54 +230,30 @@ def evaluate_generators(
         objective: the true PIR, images in [0, 1] → [B].
         estimator: the frozen estimator the tuning used (introspection).
         training_set: the estimator's training set (initial SD, zero share).
-        out_dir: where ``eval_before.png`` and ``eval_after.png`` go.
+        out_dir: where ``eval_before.png``, ``eval_after.png`` and the per-image
+            scores (``write_scores``) go.
         seed: seed of the latents and classes.
         batch_size: images generated and scored at once.
         record: the remaining ``Evaluation`` fields: ``objective`` (its describe()),
             ``round``, ``scale``, ``estimator_backbone``, ``generator_before``,
-            ``generator_after`` and ``tuning``.
+            ``generator_after``, ``tuning``, ``run`` and ``seeds``.
         num_samples: images per set (paper: 1000).
     """
-    sets = {name: draw_and_score(generator, objective, estimator, num_samples, seed + i,
-                                 batch_size)
-            for i, (name, generator) in enumerate((("before", before), ("after", after)))}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    seeded = {name: (seed + i, draw_and_score(generator, objective, estimator, num_samples,
+                                              seed + i, batch_size))
+              for i, (name, generator) in enumerate((("before", before), ("after", after)))}
+    sets = {name: samples for name, (_, samples) in seeded.items()}
     grids = {}
     for name, samples in sets.items():
         grids[name] = f"eval_{name}.png"
-        save_image(samples.images[:GRID_SIZE], out_dir / grids[name], nrow=8, padding=1)
+        with atomic_write(out_dir / grids[name]) as f:
+            save_image(samples.images[:GRID_SIZE], f, format="png", nrow=8, padding=1)
+    write_scores(seeded, out_dir / SCORES_NAME)
     return Evaluation(
         change=mean_change(sets["before"].true_pir, sets["after"].true_pir, alpha),
         predicted=mean_change(sets["before"].estimate, sets["after"].estimate, alpha),
         training_set=training_set,
         grids=grids,
+        scores=SCORES_NAME,
         **record,
     )
-
-
-class EvaluationCallback(L.Callback):
-    """Evaluates the tuned generator when tuning ends; writes the file and logs it.
-
-    Args:
-        evaluate: builds the ``Evaluation`` for the module's (tuned) generator.
-        path: where ``evaluation.json`` goes.
-    """
-
-    def __init__(self, evaluate: Callable[[nn.Module], Evaluation], path: Path) -> None:
-        self.evaluate = evaluate
-        self.path = path
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.interrupted:
-            return
-        evaluation = self.evaluate(pl_module.sampler)
-        write_evaluation(evaluation, self.path)
-        log_evaluation(trainer.loggers, evaluation, trainer.global_step)
-
-
-def log_evaluation(loggers, evaluation: Evaluation, step: int) -> None:
-    """Send ``tune/eval/*`` (round-tagged after the first round) to every logger."""
-    prefix = "tune/eval" if evaluation.round == 1 else f"tune/eval_round{evaluation.round}"
-    for logger in loggers:
-        logger.log_metrics({f"{prefix}/{k}": v for k, v in evaluation.metrics.items()}, step)
-        logger.save()

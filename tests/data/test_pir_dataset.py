@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from pirtune.data.datamodules import PIRDataModule
 from pirtune.data.pir_dataset import (
-    PIRDataModule,
     PIRRecords,
     concat_records,
     read_pir_dataset,

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from pirtune.data.datamodules import PIRDataModule
 from pirtune.data.impressions import simulate_clicks
-from pirtune.data.pir_dataset import PIRDataModule, PIRRecords, write_pir_dataset
+from pirtune.data.pir_dataset import PIRRecords, write_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.estimator import (
     FrozenPIREstimator,

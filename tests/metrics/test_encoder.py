@@ -31,7 +31,7 @@ from pirtune.metrics.encoder_training import encoder_loss, evaluate, scenes, tra
 from pirtune.metrics.features import InceptionFeatures, inception_cache_path
 
 # Fresh scenes: the encoder trained on seeds from 10,000,000 and was evaluated on seeds
-# from 20,000,000 (see checkpoints/encoder-cpu.json).
+# from 20,000,000 (see src/pirtune/checkpoints/encoder-cpu.json).
 TEST_SEED = 30_000_000
 PER_SPLIT = 500
 
@@ -74,7 +74,7 @@ def test_shipped_encoder_is_small_and_gives_its_features(encoder):
 def test_class_and_blur_are_read_on_fresh_scenes(encoder, splits):
     _, images, labels = splits
     accuracy = class_accuracy(encoder.classifier, images, labels)
-    # Measured 0.996 on 4,000 held-out scenes at shipping (checkpoints/encoder-cpu.json).
+    # Measured 0.996 on 4,000 held-out scenes at shipping (encoder-cpu.json beside the weights).
     assert min(accuracy.values()) > 0.97
     held_out = evaluate(encoder, images[:200], labels[:200])
     assert held_out.blur_mae_px < 0.15

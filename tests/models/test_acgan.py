@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from pirtune import pipeline
+from pirtune import train
 from pirtune.errors import UsageError
 from pirtune.models.acgan import ACGANModule, load_bundle
 
@@ -55,7 +55,7 @@ def test_tiny_pretraining_writes_checkpoints_samples_and_resumes(make_cfg):
     cfg = make_cfg("pretrain.iterations=4", "pretrain.checkpoint_every=2",
                    "pretrain.sample_every=2")
     run = Path(cfg.run_dir)
-    bundle = pipeline.pretrain(cfg)
+    bundle = train.run(cfg, "pretrain")
 
     assert bundle == run / "generator.pt"
     assert {p.name for p in (run / "checkpoints").iterdir()} == {
@@ -64,20 +64,23 @@ def test_tiny_pretraining_writes_checkpoints_samples_and_resumes(make_cfg):
     assert samples == ["iter_0000002.png", "iter_0000004.png"]
     generator, discriminator, meta = load_bundle(bundle)
     assert meta["iteration"] == 4
-    metrics = (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    metrics = (run / "logs" / "pretrain" / "metrics.csv").read_text().splitlines()
     header = metrics[0].split(",")
     assert {"pretrain/train/d_loss", "pretrain/train/g_loss", "pretrain/train/d_class_acc",
             "pretrain/train/iteration"} <= set(header)
     iterations = [float(row.split(",")[header.index("pretrain/train/iteration")])
                   for row in metrics[1:]]
     assert iterations == [1.0, 2.0, 3.0, 4.0]  # log_every_n_steps=1: every iteration
+    # One step per iteration on the loggers' axis, not Lightning's two optimiser steps.
+    steps = [int(row.split(",")[header.index("step")]) for row in metrics[1:]]
+    assert steps == [0, 1, 2, 3]
     assert tuple(generator(torch.randn(1, 64), torch.tensor([1])).shape) == (1, 3, 16, 16)
 
     # Running again with more iterations resumes from last.ckpt: step count and
     # optimiser state continue instead of starting over.
     bundle.unlink()
-    pipeline.pretrain(make_cfg("pretrain.iterations=6", "pretrain.checkpoint_every=2",
-                               "pretrain.sample_every=2"))
+    train.run(make_cfg("pretrain.iterations=6", "pretrain.checkpoint_every=2",
+                       "pretrain.sample_every=2"), "pretrain")
     _, _, meta = load_bundle(bundle)
     assert meta["iteration"] == 6
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
@@ -90,9 +93,9 @@ def test_tiny_pretraining_writes_checkpoints_samples_and_resumes(make_cfg):
 def test_finished_stage_is_skipped(make_cfg, caplog):
     caplog.set_level(logging.INFO)
     cfg = make_cfg("pretrain.iterations=1")
-    bundle = pipeline.pretrain(cfg)
+    bundle = train.run(cfg, "pretrain")
     stamp = bundle.stat().st_mtime_ns
-    pipeline.pretrain(cfg)
+    train.run(cfg, "pretrain")
     assert bundle.stat().st_mtime_ns == stamp
     assert "already done" in caplog.text
 
@@ -135,4 +138,4 @@ def test_bad_ema_decay_is_refused(make_cfg):
 def test_missing_resume_checkpoint_is_named(make_cfg, tmp_path):
     missing = tmp_path / "nope.ckpt"
     with pytest.raises(UsageError, match=f"ckpt_path {missing} does not exist"):
-        pipeline.pretrain(make_cfg(f"ckpt_path={missing}"))
+        train.run(make_cfg(f"pretrain.ckpt_path={missing}"), "pretrain")

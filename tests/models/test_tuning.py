@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from pirtune import pipeline
+from pirtune import train
 from pirtune.errors import UsageError
 from pirtune.estimator.module import FrozenPIREstimator
 from pirtune.estimator.network import bin_centres, expected_pir
@@ -45,7 +45,7 @@ class BlueBins(nn.Module):
 def tiny_bundle(make_cfg, tmp_path_factory):
     cfg = make_cfg("stage=pretrain", "pretrain.iterations=2",
                    f"run_dir={tmp_path_factory.mktemp('gan')}")
-    return cfg, pipeline.pretrain(cfg)
+    return cfg, train.run(cfg, "pretrain")
 
 
 def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:

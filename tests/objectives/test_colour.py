@@ -111,13 +111,15 @@ def test_unknown_colour_names_it_and_the_choices():
 
 
 def test_name_describe_and_build_objective():
-    objective = build_objective({"kind": "colour", "colours": ["red", "blue"]})
+    objective = build_objective({"_target_": "pirtune.objectives.ColourObjective",
+                                 "colours": ["red", "blue"]})
     assert isinstance(objective, ColourObjective)
     assert objective.name == "color_red_blue"
     assert objective.describe() == {"name": "color_red_blue", "kind": "colour",
                                     "colours": ["red", "blue"]}
     assert ColourObjective("green").name == "color_green"
-    with pytest.raises(UsageError, match=r"'colour_red'.*colour, vgg"):
-        build_objective({"kind": "colour_red"})
-    with pytest.raises(UsageError, match="objective.colours"):
-        build_objective({"kind": "colour"})
+    with pytest.raises(UsageError, match=r"'colour_red' is not an objective class.*"
+                                         r"ColourObjective, pirtune.objectives.VGGObjective"):
+        build_objective({"_target_": "colour_red"})
+    with pytest.raises(UsageError, match="missing 1 required positional argument: 'colours'"):
+        build_objective({"_target_": "pirtune.objectives.ColourObjective"})

@@ -137,8 +137,9 @@ def test_build_objective_passes_the_vgg_settings(bank64, monkeypatch):
     # Stands in for a fresh bank, so this test pays for no VGG16 of its own.
     monkeypatch.setattr(vgg_module, "VGGFeatureBank",
                         lambda **kwargs: built.append(kwargs) or bank64)
-    objective = build_objective({"kind": "vgg", "layer": "pool2", "k": 5, "seed": 2,
-                                 "filter": None, "weights": "random", "noise": "elsewhere"})
+    objective = build_objective({"_target_": "pirtune.objectives.VGGObjective", "layer": "pool2",
+                                 "k": 5, "seed": 2, "filter": None, "weights": "random",
+                                 "noise": "elsewhere"})
     assert built == [{"weights": "random", "layers": ("pool2",), "input_size": 224}]
     assert objective.filters == sample_filters(128, 5, seed=2)
     assert objective.describe() == {
@@ -175,7 +176,7 @@ def test_bad_layer_filter_and_weights_name_the_fix(bank64):
     with pytest.raises(UsageError, match="'resnet'.*imagenet, random"):
         load_vgg16("resnet", seed=0)
     with pytest.raises(UsageError, match="'pool9'"):
-        build_objective({"kind": "vgg", "layer": "pool9"})
+        build_objective({"_target_": "pirtune.objectives.VGGObjective", "layer": "pool9"})
 
 
 def test_random_weights_are_seeded_and_leave_the_global_rng_alone(bank224, reference, caplog):

@@ -501,9 +501,9 @@ def test_the_first_candidates_are_images_the_generator_draws_well():
     """Gap 7: round 1 of the shipped generator's sessions rarely offers a near-black image
     (before: 2 of the 4 in every session; now about 1 in 20)."""
     from pirtune.models.acgan import load_bundle
-    from pirtune.train import REPO_ROOT
+    from pirtune.paths import SHIPPED_GENERATOR
 
-    shipped, _, _ = load_bundle(REPO_ROOT / "checkpoints" / "acgan-cpu.pt")
+    shipped, _, _ = load_bundle(SHIPPED_GENERATOR)
     shipped.eval()
     client = TestClient(create_app(shipped, InteractionLog(":memory:")))
     dark = 0

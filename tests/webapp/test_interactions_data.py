@@ -12,9 +12,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from pirtune import pipeline
+from pirtune import train
 from pirtune.errors import UsageError
-from pirtune.train import CONFIG_DIR
+from pirtune.paths import CONFIG_DIR
 from pirtune.webapp import InteractionLog
 
 # Not conftest's TINY: its data.num_images and data.cache_dir are landscapes' keys.
@@ -62,15 +62,15 @@ def test_estimate_exports_the_log_into_its_own_run_and_learns_from_it(make_cfg, 
                                                                       logged, caplog):
     db, expected = logged
     cfg = make_cfg(*ESTIMATE, f"data.path={db}", f"generator_ckpt={tiny_generator}", tiny=False)
-    out = pipeline.run(cfg)
+    out = train.run(cfg)
     assert out == Path(cfg.run_dir) / "estimator.pt" and out.is_file()
     pir_data = Path(cfg.pir_data)
     assert _table(pir_data) == expected  # one row per image shown in an answered round: 11
     # Resumable: a second run exports nothing again.
     stamp = (pir_data / "pir.csv").stat().st_mtime_ns
     out.unlink()
-    with caplog.at_level("INFO", logger="pirtune.pipeline"):
-        pipeline.run(cfg)
+    with caplog.at_level("INFO", logger="pirtune.stages"):
+        train.run(cfg)
     assert out.is_file() and (pir_data / "pir.csv").stat().st_mtime_ns == stamp
     assert f"{db} was exported to {pir_data} already" in caplog.text
 
@@ -80,9 +80,9 @@ def test_estimate_learns_from_an_exported_folder_as_is(make_cfg, tiny_generator,
     db, expected = logged
     first = make_cfg(*ESTIMATE, f"data.path={db}", f"generator_ckpt={tiny_generator}",
                      f"run_dir={tmp_path / 'first'}", tiny=False)
-    pipeline.run(first)
+    train.run(first)
     cfg = make_cfg(*ESTIMATE, f"data.path={first.pir_data}", tiny=False)
-    assert pipeline.run(cfg).is_file()
+    assert train.run(cfg).is_file()
     assert not Path(cfg.pir_data).exists()  # nothing exported: no generator needed
     assert _table(Path(first.pir_data)) == expected
 
@@ -97,12 +97,12 @@ def test_interactions_have_their_own_run():
 def test_a_bad_path_names_itself_and_the_fix(make_cfg, tmp_path):
     missing = tmp_path / "nowhere.db"
     with pytest.raises(UsageError, match=re.escape(f"data.path={missing} is neither")):
-        pipeline.run(make_cfg(*ESTIMATE, f"data.path={missing}", tiny=False))
+        train.run(make_cfg(*ESTIMATE, f"data.path={missing}", tiny=False))
     (tmp_path / "notes.txt").write_text("not a database\n")
     with pytest.raises(UsageError, match="is not an interaction log .* give the .db"):
-        pipeline.run(make_cfg(*ESTIMATE, f"data.path={tmp_path / 'notes.txt'}", tiny=False))
+        train.run(make_cfg(*ESTIMATE, f"data.path={tmp_path / 'notes.txt'}", tiny=False))
     with pytest.raises(UsageError, match="data.path must be set"):
-        pipeline.run(make_cfg(*ESTIMATE, tiny=False))
+        train.run(make_cfg(*ESTIMATE, tiny=False))
 
 
 @pytest.mark.parametrize("stage", ["tune", "pretrain", "loop", "collect"])
@@ -110,7 +110,7 @@ def test_other_stages_refuse_interactions(make_cfg, stage):
     cfg = make_cfg("data=interactions", f"stage={stage}", tiny=False)  # data.path unset, too
     with pytest.raises(UsageError, match=f"data=interactions feeds stage=estimate only; run "
                                          f"stage={stage} with data=landscapes or data=imagefolder"):
-        pipeline.run(cfg)
+        train.run(cfg)
 
 
 def test_the_command_line_refuses_tune_on_interactions_in_one_line(tmp_path):

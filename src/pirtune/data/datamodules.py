@@ -1,4 +1,4 @@
-"""LightningDataModules for the images a GAN learns from.
+"""LightningDataModules: the images a GAN learns from, and the PIR data an estimator learns from.
 
 ``LandscapeDataModule`` serves either the embedded procedural landscapes
 (``root=None``) or any ImageFolder of real photos (``root=<folder>``). Both
@@ -6,7 +6,8 @@ paths yield uint8 images [B, 3, R, R] and class indices; the conversion to
 the generator's [-1, 1] range and the random horizontal flip happen once per
 batch on the training device (``to_model_input``), so a batch costs the same
 on both paths and the procedural set is held in memory as uint8 (64×64: 12 KiB
-per image).
+per image). ``PIRDataModule`` serves a seeded train/validation split of PIR
+datasets (``pirtune.data.pir_dataset``) to the estimator.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -24,7 +26,9 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from pirtune.data import landscapes
+from pirtune.data.pir_dataset import PIRRecords, read_pir_datasets
 from pirtune.errors import UsageError
+from pirtune.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +146,7 @@ class LandscapeDataModule(L.LightningDataModule):
     def _procedural(self) -> Dataset:
         cache = self._cache_file()
         if cache is not None and cache.exists():
-            images, labels = torch.load(cache)
+            images, labels = torch.load(cache, weights_only=True)
         else:
             labels = torch.arange(self.num_images) % self.num_classes
             seeds = [self.seed * 1_000_003 + i for i in range(self.num_images)]
@@ -151,11 +155,10 @@ class LandscapeDataModule(L.LightningDataModule):
             images = (landscapes.render_batch(seeds, labels.tolist(), self.resolution) * 255)
             images = images.round().to(torch.uint8)
             if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                # A per-process name: parallel sweep jobs may render the same set at once.
-                tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-                torch.save((images, labels), tmp)
-                tmp.replace(cache)
+                # Parallel sweep jobs may render the same set at once: each writes
+                # its own temporary file, and either rename leaves a whole cache.
+                with atomic_write(cache) as f:
+                    torch.save((images, labels), f)
         return TensorDataset(images, labels)
 
     def train_dataloader(self) -> DataLoader:
@@ -181,3 +184,97 @@ class LandscapeDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         return self.to_model_input(batch)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random split of ``range(n)`` into sorted (train, val) index tensors.
+
+    The validation part has ``round(n · val_fraction)`` items, at least one when
+    ``val_fraction > 0``; the training part keeps at least one.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise UsageError(f"val_fraction={val_fraction} must be in [0, 1)")
+    n_val = round(n * val_fraction)
+    if val_fraction > 0:
+        n_val = max(n_val, 1)
+    if n - n_val < 1:
+        raise UsageError(
+            f"{n} images leave none for training with val_fraction={val_fraction}; "
+            "collect more images or lower val_fraction"
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+class PIRDataModule(L.LightningDataModule):
+    """Batches of (images, observed PIR, true PIR or NaN) from a PIR dataset directory.
+
+    Loaders yield uint8 images; ``on_after_batch_transfer`` turns them into float
+    [0, 1] on the training device, so the dataset stays in memory as uint8.
+
+    Args:
+        root: the PIR dataset directory (``read_pir_dataset``), or several, joined
+            with ``concat_records`` (e.g. every round's samples, PIR paper A.3).
+        val_fraction: share held out for validation, in [0, 1).
+        batch_size: images per batch.
+        seed: seed of the train/validation split.
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(self, root: str | Sequence[str], val_fraction: float = 0.2, batch_size: int = 64,
+                 seed: int = 0, num_workers: int = 0) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise UsageError(f"batch_size={batch_size} must be at least 1")
+        if not 0.0 <= val_fraction < 1.0:
+            raise UsageError(f"val_fraction={val_fraction} must be in [0, 1)")
+        roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
+        self.roots = [Path(r).expanduser() for r in roots]
+        self.val_fraction = val_fraction
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.records: PIRRecords | None = None
+        self.train_records: PIRRecords | None = None
+        self.val_records: PIRRecords | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Reads the directory and splits it (once)."""
+        if self.records is not None:
+            return
+        self.records = read_pir_datasets(self.roots)
+        train, val = split_indices(len(self.records), self.val_fraction, self.seed)
+        self.train_records = self.records.subset(train)
+        self.val_records = self.records.subset(val)
+
+    @staticmethod
+    def _tensors(records: PIRRecords) -> TensorDataset:
+        true = (torch.full((len(records),), float("nan")) if records.true_pir is None
+                else records.true_pir)
+        return TensorDataset(records.images, records.observed_pir, true)
+
+    def _loader(self, records: PIRRecords, train: bool) -> DataLoader:
+        return DataLoader(
+            self._tensors(records),
+            batch_size=self.batch_size,
+            shuffle=train,
+            # A last batch of one image breaks BatchNorm in training mode.
+            drop_last=train and len(records) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        assert self.train_records is not None
+        return self._loader(self.train_records, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        self.setup()
+        assert self.val_records is not None
+        # No held-out images (val_fraction=0): Lightning skips validation.
+        return self._loader(self.val_records, train=False) if len(self.val_records) else []
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, observed, true = batch
+        return images.float().div_(255.0), observed, true

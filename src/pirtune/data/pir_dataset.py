@@ -13,8 +13,8 @@ PIR is ``positives / impressions`` (2.2). ``pir.csv`` is written last and by
 rename, so a directory without a table is an interrupted write, never a
 smaller dataset.
 
-``PIRDataModule`` serves a seeded train/validation split of one such directory
-to the estimator (``pirtune.estimator``).
+``pirtune.data.datamodules.PIRDataModule`` serves a seeded train/validation
+split of such directories to the estimator (``pirtune.estimator``).
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, TensorDataset
 
 from pirtune.errors import UsageError
+from pirtune.files import atomic_write, write_text
 
 log = logging.getLogger(__name__)
 
@@ -218,13 +217,6 @@ def _as_counts(name: str, values: torch.Tensor | int | Sequence[int], n: int) ->
     return tensor.to(torch.int64)
 
 
-def _replace_atomically(path: Path, write) -> None:
-    """Write via ``write(tmp_path)`` then rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_pir_dataset(
     root: str | os.PathLike,
     images_uint8: torch.Tensor,
@@ -290,22 +282,19 @@ def write_records(root: str | os.PathLike, records: PIRRecords) -> Path:
         Image.fromarray(pixels).save(root / IMAGES / f"{image_id}.png", format="PNG")
     if records.latents is not None:
         table = {i: z.clone() for i, z in zip(records.image_ids, records.latents, strict=True)}
-        _replace_atomically(root / LATENTS, lambda p: torch.save(table, p))
-    _replace_atomically(root / META, lambda p: p.write_text(meta_text + "\n"))
-
-    def write_table(path: Path) -> None:
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(_HEADERS[records.true_pir is not None])
-            rows = zip(records.image_ids, records.classes.tolist(),
-                       records.impressions.tolist(), records.positives.tolist(), strict=True)
-            for i, row in enumerate(rows):
-                if records.true_pir is not None:
-                    # repr round-trips the float32 value exactly.
-                    row = (*row, repr(float(records.true_pir[i])))
-                writer.writerow(row)
-
-    _replace_atomically(root / TABLE, write_table)
+        with atomic_write(root / LATENTS) as f:
+            torch.save(table, f)
+    write_text(root / META, meta_text + "\n")
+    with atomic_write(root / TABLE, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(_HEADERS[records.true_pir is not None])
+        rows = zip(records.image_ids, records.classes.tolist(),
+                   records.impressions.tolist(), records.positives.tolist(), strict=True)
+        for i, row in enumerate(rows):
+            if records.true_pir is not None:
+                # repr round-trips the float32 value exactly.
+                row = (*row, repr(float(records.true_pir[i])))
+            writer.writerow(row)
     return root
 
 
@@ -530,96 +519,3 @@ def read_pir_datasets(roots: Sequence[str | os.PathLike]) -> PIRRecords:
 
 
 # -- serving the estimator ----------------------------------------------------------------
-
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded random split of ``range(n)`` into sorted (train, val) index tensors.
-
-    The validation part has ``round(n · val_fraction)`` items, at least one when
-    ``val_fraction > 0``; the training part keeps at least one.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise UsageError(f"val_fraction={val_fraction} must be in [0, 1)")
-    n_val = round(n * val_fraction)
-    if val_fraction > 0:
-        n_val = max(n_val, 1)
-    if n - n_val < 1:
-        raise UsageError(
-            f"{n} images leave none for training with val_fraction={val_fraction}; "
-            "collect more images or lower val_fraction"
-        )
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[n_val:].sort().values, perm[:n_val].sort().values
-
-
-class PIRDataModule(L.LightningDataModule):
-    """Batches of (images, observed PIR, true PIR or NaN) from a PIR dataset directory.
-
-    Loaders yield uint8 images; ``on_after_batch_transfer`` turns them into float
-    [0, 1] on the training device, so the dataset stays in memory as uint8.
-
-    Args:
-        root: the PIR dataset directory (``read_pir_dataset``), or several, joined
-            with ``concat_records`` (e.g. every round's samples, PIR paper A.3).
-        val_fraction: share held out for validation, in [0, 1).
-        batch_size: images per batch.
-        seed: seed of the train/validation split.
-        num_workers: DataLoader workers.
-    """
-
-    def __init__(self, root: str | Sequence[str], val_fraction: float = 0.2, batch_size: int = 64,
-                 seed: int = 0, num_workers: int = 0) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise UsageError(f"batch_size={batch_size} must be at least 1")
-        if not 0.0 <= val_fraction < 1.0:
-            raise UsageError(f"val_fraction={val_fraction} must be in [0, 1)")
-        roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
-        self.roots = [Path(r).expanduser() for r in roots]
-        self.val_fraction = val_fraction
-        self.batch_size = batch_size
-        self.seed = seed
-        self.num_workers = num_workers
-        self.records: PIRRecords | None = None
-        self.train_records: PIRRecords | None = None
-        self.val_records: PIRRecords | None = None
-
-    def setup(self, stage: str | None = None) -> None:
-        """Reads the directory and splits it (once)."""
-        if self.records is not None:
-            return
-        self.records = read_pir_datasets(self.roots)
-        train, val = split_indices(len(self.records), self.val_fraction, self.seed)
-        self.train_records = self.records.subset(train)
-        self.val_records = self.records.subset(val)
-
-    @staticmethod
-    def _tensors(records: PIRRecords) -> TensorDataset:
-        true = (torch.full((len(records),), float("nan")) if records.true_pir is None
-                else records.true_pir)
-        return TensorDataset(records.images, records.observed_pir, true)
-
-    def _loader(self, records: PIRRecords, train: bool) -> DataLoader:
-        return DataLoader(
-            self._tensors(records),
-            batch_size=self.batch_size,
-            shuffle=train,
-            # A last batch of one image breaks BatchNorm in training mode.
-            drop_last=train and len(records) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        assert self.train_records is not None
-        return self._loader(self.train_records, train=True)
-
-    def val_dataloader(self) -> DataLoader | list:
-        self.setup()
-        assert self.val_records is not None
-        # No held-out images (val_fraction=0): Lightning skips validation.
-        return self._loader(self.val_records, train=False) if len(self.val_records) else []
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        images, observed, true = batch
-        return images.float().div_(255.0), observed, true

@@ -30,6 +30,7 @@ from torchmetrics import MeanAbsoluteError, SpearmanCorrCoef
 from pirtune.data.pir_dataset import PIRRecords
 from pirtune.errors import UsageError
 from pirtune.estimator.network import expected_pir, pir_to_bin
+from pirtune.files import atomic_write
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 PAPER_LR = 5e-4                # C.3
@@ -68,6 +69,7 @@ class PIREstimatorModule(L.LightningModule):
 
     def __init__(self, network: nn.Module, optimizer: OptimizerFactory | None = None) -> None:
         super().__init__()
+        self.save_hyperparameters(ignore=["network", "optimizer"])
         if not isinstance(getattr(network, "bins", None), int):
             raise UsageError(
                 f"{type(network).__name__} has no integer `bins`; use "
@@ -125,10 +127,13 @@ class FrozenPIREstimator(nn.Module):
     Args:
         network: the trained network (images in [0, 1] → logits [B, bins]).
         temperature: softmax temperature of the estimate (paper: 0.01).
+        config: the config that built ``network``, when it was loaded from a file.
     """
 
-    def __init__(self, network: nn.Module, temperature: float = USE_TEMPERATURE) -> None:
+    def __init__(self, network: nn.Module, temperature: float = USE_TEMPERATURE,
+                 config: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self.config = config
         if not temperature > 0:
             raise UsageError(f"temperature={temperature} must be positive (the paper uses 0.01)")
         self.network = copy.deepcopy(network).eval().requires_grad_(False)
@@ -255,12 +260,11 @@ def save_estimator(module: PIREstimatorModule, network_cfg: dict[str, Any], temp
                    path: Path, **extra: Any) -> Path:
     """Write the trained network, the config that builds it and its use temperature.
 
-    Written to a temporary file and renamed: a crash never leaves half a file.
+    Written atomically (``pirtune.files``): a crash never leaves half a file.
     """
-    tmp = path.with_suffix(".tmp")
-    torch.save({"format": ESTIMATOR_FORMAT, "state_dict": module.network.state_dict(),
-                "network": network_cfg, "temperature": temperature, **extra}, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        torch.save({"format": ESTIMATOR_FORMAT, "state_dict": module.network.state_dict(),
+                    "network": network_cfg, "temperature": temperature, **extra}, f)
     return path
 
 
@@ -269,10 +273,10 @@ def load_estimator(path: str | Path) -> FrozenPIREstimator:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"estimator {path} does not exist; run stage=estimate first")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(saved, dict) or saved.get("format") != ESTIMATOR_FORMAT:
         raise UsageError(f"{path} is not a pirtune estimator; give the estimator.pt that "
                          "stage=estimate writes")
     network = instantiate(saved["network"])
     network.load_state_dict(saved["state_dict"])
-    return FrozenPIREstimator(network, saved["temperature"])
+    return FrozenPIREstimator(network, saved["temperature"], config=saved["network"])

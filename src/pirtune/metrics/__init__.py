@@ -4,7 +4,7 @@ precision/recall, density/coverage and class readability.
 Every function takes images in [0, 1] ([N, 3, H, W], float) and a feature
 network (any ``nn.Module`` mapping such a batch to [N, d] features): by
 default the landscape encoder trained here and shipped in
-``checkpoints/encoder-cpu.pt`` (``encoder``), or Inception v3 from the torch
+``src/pirtune/checkpoints/encoder-cpu.pt`` (``encoder``), or Inception v3 from the torch
 cache for standard FID (``feature_network("inception")``). FID and KID are
 torchmetrics' own, with the network as their ``feature``; the
 k-nearest-neighbour metrics are computed here on the same features:

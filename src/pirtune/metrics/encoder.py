@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pirtune.errors import UsageError
+from pirtune.paths import SHIPPED_ENCODER
 
 RESOLUTION = 32
 """Side in pixels every image is resized to: the shipped generator's resolution."""
@@ -37,7 +38,7 @@ TARGETS = ("blur_sigma", "gain_r", "gain_g", "gain_b", "brightness", "noise_sd")
 """The augmentation head's outputs, in order (see ``augment``)."""
 
 FORMAT = "pirtune-landscape-encoder/1"
-SHIPPED = Path(__file__).resolve().parents[3] / "checkpoints" / "encoder-cpu.pt"
+SHIPPED = SHIPPED_ENCODER
 
 # The ranges ``augment`` draws from; each head's target is divided by its scale so
 # that every regression has about unit spread.

@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.torch_version import TorchVersion
 from torchvision.utils import save_image
 
 from pirtune.errors import UsageError
+from pirtune.files import atomic_write
 from pirtune.models.losses import discriminator_loss, generator_loss
+from pirtune.models.protocol import ImageGenerator
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,10 @@ class ACGANModule(L.LightningModule):
         compile_mode: str | None = None,
     ) -> None:
         super().__init__()
+        # The networks (and the tuning module's estimator) are saved as weights; the
+        # optimiser factories are partials, which a weights-only load would refuse.
+        self.save_hyperparameters(ignore=["generator", "discriminator", "estimator",
+                                          "g_optimizer", "d_optimizer"])
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -141,10 +148,11 @@ class ACGANModule(L.LightningModule):
         return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
 
     def _logging_now(self) -> bool:
-        # Lightning writes step metrics every `log_every_n_steps`; computing the
+        # Lightning writes step metrics every `log_every_n_steps` batches (one
+        # batch is one iteration here) and on the last; computing the
         # diagnostics on the other steps only adds kernel launches.
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return connector is None or bool(connector.should_update_logs)
+        every = self.trainer.log_every_n_steps
+        return every > 0 and ((self.iteration + 1) % every == 0 or self.trainer.should_stop)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         if self._cuda_graphs:
@@ -212,22 +220,24 @@ class ACGANModule(L.LightningModule):
 
 
 @torch.no_grad()
-def render(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor,
+def render(generator: ImageGenerator, z: torch.Tensor, labels: torch.Tensor,
            batch_size: int = 256) -> torch.Tensor:
     """Images in [0, 1] [N, 3, R, R] for latents z [N, latent] and classes [N].
 
-    Runs in eval mode (batch norm uses its running statistics), in batches, on
-    the generator's device, and restores the generator's mode afterwards.
+    Any ``ImageGenerator``. Runs in eval mode (batch norm uses its running
+    statistics), in batches, on the generator's device, and restores the
+    generator's mode afterwards.
     """
     device = next(generator.parameters()).device
     was_training = generator.training
     generator.eval()
     images = torch.cat([
-        generator(z[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).float()
+        generator.images(z[i:i + batch_size].to(device),
+                         labels[i:i + batch_size].to(device)).float()
         for i in range(0, len(z), batch_size)
     ])
     generator.train(was_training)
-    return (images.clamp(-1, 1) + 1) / 2
+    return images.clamp(0, 1)
 
 
 def class_grid(generator: nn.Module, per_class: int, seed: int = 0) -> torch.Tensor:
@@ -265,7 +275,7 @@ class SampleGridCallback(L.Callback):
         save_image(images, path, nrow=self.nrow, padding=1)
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image("pretrain/samples", [str(path)], step=trainer.global_step)
+                logger.log_image("pretrain/samples", [str(path)], step=module.iteration)
         return path
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -278,24 +288,22 @@ class SampleGridCallback(L.Callback):
 
 # -- generator bundles: what leaves pre-training -------------------------------------
 
-def save_bundle(module: ACGANModule, model_cfg: DictConfig, path: Path,
+def save_bundle(module: ACGANModule, model_cfg: Mapping[str, Any], path: Path,
                 **provenance: Any) -> str:
     """Write both networks, their config and provenance to ``path``; return its sha256.
 
-    Written to a temporary file and renamed, so a crash never leaves half a bundle.
+    Written atomically (``pirtune.files``): a crash never leaves half a bundle.
     """
     bundle = {
         "format": "pirtune-acgan-bundle/1",
-        "model": OmegaConf.to_container(model_cfg, resolve=True),
+        "model": OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True),
         "generator": {k: v.cpu() for k, v in module.sampler.state_dict().items()},
         "discriminator": {k: v.cpu() for k, v in module.discriminator.state_dict().items()},
         "iteration": module.iteration,
         "provenance": provenance,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(bundle, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        torch.save(bundle, f)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -307,7 +315,10 @@ def load_bundle(path: str | Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]
             f"generator checkpoint {path} does not exist; run `pirtune-train stage=pretrain` "
             "or point generator_ckpt=<file> at a bundle"
         )
-    bundle = torch.load(path, map_location="cpu", weights_only=False)
+    # Bundles written before provenance held plain strings carry torch's version
+    # object, a str subclass: the one class besides weights a bundle may hold.
+    with torch.serialization.safe_globals([TorchVersion]):
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(bundle, dict) or bundle.get("format") != "pirtune-acgan-bundle/1":
         raise UsageError(
             f"{path} is not a pirtune generator bundle; give the generator.pt a pretrain "

@@ -46,12 +46,12 @@ DISCRIMINATOR_STRIDES = (2, 1, 2, 1, 2, 1)
 DISCRIMINATOR_DROPOUT_AFTER = (0, 2, 4)  # after the 1st, 3rd and 5th layers
 
 
-def _scaled(depth: int, width: float) -> int:
+def scaled_depth(depth: int, width: float) -> int:
     """A depth multiplied by ``width``, rounded, never below 4 channels."""
     return max(4, round(depth * width))
 
 
-def _upsampling_steps(resolution: int) -> int:
+def upsampling_steps(resolution: int) -> int:
     """Number of ×2 upsamplings from 4×4 to ``resolution``."""
     steps = math.log2(resolution / 4)
     if resolution < 8 or steps != int(steps):
@@ -86,10 +86,10 @@ class Generator(nn.Module):
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.resolution = resolution
-        upsamplings = _upsampling_steps(resolution)
-        fc_depth = _scaled(LATENT_FC_DEPTH, width)
+        upsamplings = upsampling_steps(resolution)
+        fc_depth = scaled_depth(LATENT_FC_DEPTH, width)
         # At 64×64: 512, 256, 128, 64 — the depth halves at every upsampling.
-        hidden = [_scaled(min(LATENT_FC_DEPTH, 64 * 2 ** (upsamplings - 1 - i)), width)
+        hidden = [scaled_depth(min(LATENT_FC_DEPTH, 64 * 2 ** (upsamplings - 1 - i)), width)
                   for i in range(upsamplings)]
         self.fc = nn.Linear(latent_dim + num_classes, fc_depth * 4 * 4)
         self.fc_norm = nn.BatchNorm2d(fc_depth) if norm == "batch" else nn.Identity()
@@ -114,13 +114,21 @@ class Generator(nn.Module):
         layers.append(nn.LeakyReLU(0.2))
         return nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Images for latents ``z`` [B, latent_dim] and class indices ``labels`` [B]."""
+    def features(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The FC layer's output [B, 512·16] for z and the one-hot class (GANSpace's space)."""
         onehot = F.one_hot(labels, self.num_classes).to(z.dtype)
-        x = self.fc(torch.cat([z, onehot], dim=1))  # [B, latent+classes] -> [B, 512·16]
+        return self.fc(torch.cat([z, onehot], dim=1))  # [B, latent+classes] -> [B, 512·16]
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] for latents ``z`` [B, latent_dim] and class indices ``labels`` [B]."""
+        x = self.features(z, labels)
         x = self.fc_norm(x.view(-1, self._fc_depth, 4, 4))  # -> [B, 512, 4, 4]
         x = self.blocks(x)  # -> [B, 64, R/2, R/2]
         return self.to_rgb(x)  # -> [B, 3, R, R]
+
+    def images(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], differentiable (``pirtune.models.protocol.ImageGenerator``)."""
+        return (self(z, labels) + 1) / 2
 
 
 class Discriminator(nn.Module):
@@ -148,7 +156,7 @@ class Discriminator(nn.Module):
         for i, (depth, stride) in enumerate(
             zip(DISCRIMINATOR_DEPTHS, DISCRIMINATOR_STRIDES, strict=True)
         ):
-            d_out = _scaled(depth, width)
+            d_out = scaled_depth(depth, width)
             layers += [
                 nn.Conv2d(d_in, d_out, kernel_size=3, stride=stride, padding=1),
                 nn.BatchNorm2d(d_out),

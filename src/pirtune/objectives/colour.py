@@ -57,6 +57,11 @@ class ColourObjective(nn.Module):
         self.channels = tuple(CHANNELS[colour] for colour in colours)
         self.name = colour_name(colours)
 
+    @staticmethod
+    def name_of(colours: Sequence[str], **_: Any) -> str:
+        """The name an objective built with these arguments has (it names its run)."""
+        return colour_name((colours,) if isinstance(colours, str) else colours)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map images float [B, 3, H, W] in [0, 1] to PIR float [B] in [0, 1].
 

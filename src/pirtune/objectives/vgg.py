@@ -399,6 +399,12 @@ class VGGObjective(nn.Module):
             )
         self.bank = bank
 
+    @staticmethod
+    def name_of(layer: str, filter: int | None = None, k: int = 1, seed: int = 0,
+                **_: Any) -> str:
+        """The name an objective built with these arguments has, without loading VGG16."""
+        return vgg_name(layer, filter, k, seed)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map images float [B, 3, H, W] in [0, 1] to PIR float [B] in [0, 1]."""
         sq_norms = self.bank(images, layers=(self.layer,))[self.layer]  # [B, 3, H, W] -> [B, F]

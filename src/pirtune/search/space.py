@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pirtune.errors import UsageError
@@ -74,7 +73,8 @@ class PrincipalDirections:
     first-layer features vary most, for any number of them from one PCA.
 
     Samples z ~ N(0, I) with uniform classes, takes the generator's first-layer
-    features h = fc([z, onehot]) and their principal components (one SVD, the
+    features h (``generator.features``: the ACGAN's fc([z, onehot])) and their
+    principal components (one SVD, the
     costly part); ``directions(k)`` regresses z on the top-k components' scores,
     and the regression's rows, orthonormalised, are the directions (strongest
     first). A server computes it once and serves every session's k from it.
@@ -86,8 +86,7 @@ class PrincipalDirections:
         rng = torch.Generator().manual_seed(seed)
         self._z = torch.randn(num_samples, generator.latent_dim, generator=rng)
         labels = torch.randint(generator.num_classes, (num_samples,), generator=rng)
-        onehot = F.one_hot(labels, generator.num_classes).float()
-        features = generator.fc(torch.cat([self._z, onehot], 1))
+        features = generator.features(self._z, labels)  # pirtune.models.protocol
         self._centred = features - features.mean(0)
         _, _, self._components = torch.linalg.svd(self._centred, full_matrices=False)  # [F', F]
 

@@ -27,6 +27,7 @@ from torch import nn
 from pirtune.data.pir_dataset import write_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.models.acgan import load_bundle, render
+from pirtune.paths import SHIPPED_GENERATOR
 from pirtune.webapp.store import InteractionLog
 
 
@@ -63,13 +64,11 @@ def export_pir_dataset(log: InteractionLog, out: str | Path, generator: nn.Modul
 
 def main(argv: list[str] | None = None) -> None:
     """Console script ``pirtune-export``."""
-    from pirtune.train import REPO_ROOT
-
     parser = argparse.ArgumentParser(prog="pirtune-export", description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True, help="the interaction log (SQLite)")
     parser.add_argument("--out", type=Path, required=True, help="the PIR dataset to write")
     parser.add_argument("--checkpoint", type=Path,
-                        default=REPO_ROOT / "checkpoints" / "acgan-cpu.pt",
+                        default=SHIPPED_GENERATOR,
                         help="the generator bundle the sessions used")
     args = parser.parse_args(argv)
     try:

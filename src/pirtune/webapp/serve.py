@@ -28,6 +28,7 @@ import uvicorn
 from pirtune.data.landscapes import CLASSES
 from pirtune.errors import UsageError
 from pirtune.models.acgan import load_bundle
+from pirtune.paths import SHIPPED_GENERATOR, runs_root
 from pirtune.webapp.app import Limits, create_app
 from pirtune.webapp.store import InteractionLog
 
@@ -87,8 +88,6 @@ def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
 
 def main(argv: list[str] | None = None) -> None:
     """Console script ``pirtune-serve``."""
-    from pirtune.train import REPO_ROOT
-
     defaults = Limits()
     parser = argparse.ArgumentParser(
         prog="pirtune-serve",
@@ -100,10 +99,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="address to listen on (0.0.0.0 for every network)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument("--checkpoint", type=Path,
-                        default=REPO_ROOT / "checkpoints" / "acgan-cpu.pt",
+                        default=SHIPPED_GENERATOR,
                         help="the generator bundle (pirtune-train's generator.pt)")
-    parser.add_argument("--db", type=Path, default=REPO_ROOT / "runs" / "webapp" /
-                        "interactions.db", help="the SQLite interaction log (created if absent)")
+    parser.add_argument("--db", type=Path, default=runs_root() / "webapp" / "interactions.db",
+                        help="the SQLite interaction log (created if absent)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per request (1: requests render in parallel)")
     parser.add_argument("--live-sessions", type=int, default=defaults.live_sessions,

@@ -1,0 +1,32 @@
+"""The report of a run or a sweep: the PIR paper's tables and figures from saved evaluations.
+
+``pirtune-report DIR`` reads every ``evaluation.json`` under DIR (a run
+directory, or a sweep directory whose job folders link their runs) and writes
+``DIR/report.md`` with figures in ``DIR/report/``, mirroring the paper:
+effect sizes by task (Fig. 2), colour samples before and after (Fig. 3),
+true vs estimated change (A.1, Fig. 4), change vs initial variability (A.2,
+Fig. 5), effect size over iterations (A.3, Fig. 6) and non-zero PIRs vs
+effect size (Fig. 8). ``SweepReport`` writes the report of a Hydra multirun
+when its last job ends.
+
+The statistics are pure functions returning frozen dataclasses; the figures
+and the Markdown are drawn from them and from the evaluations, never from
+live modules.
+"""
+
+from pirtune.report.cli import FIGURE_DIR, REPORT_NAME, SweepReport, main, write_report
+from pirtune.report.entries import (
+    Entry,
+    attempt,
+    find_entries,
+    first_round,
+    introspection_fit,
+    iterated,
+    variability_fit,
+)
+from pirtune.report.figures import FIGURES, draw_figures
+from pirtune.report.markdown import HEADINGS, render_markdown
+
+__all__ = ["FIGURES", "FIGURE_DIR", "HEADINGS", "REPORT_NAME", "Entry", "SweepReport", "attempt",
+           "draw_figures", "find_entries", "first_round", "introspection_fit", "iterated", "main",
+           "render_markdown", "variability_fit", "write_report"]

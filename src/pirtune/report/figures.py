@@ -1,0 +1,153 @@
+"""The report's figures (the paper's Figs. 2, 4, 5, 6 and 8), drawn from saved evaluations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from pirtune.evaluation import Evaluation
+from pirtune.report.entries import Entry, entry_key, first_round, iterated
+from pirtune.stats import Regression
+
+FADED = 0.3  # the paper's "partially transparent": not significant at α
+
+# Figure files, by the paper's figure number; Fig. 3 embeds the runs' own grids.
+FIGURES = {
+    "2": "fig2_effect_size.png",
+    "4": "fig4_introspection.png",
+    "5": "fig5_initial_variability.png",
+    "6": "fig6_iterations.png",
+    "8": "fig8_nonzero_share.png",
+}
+
+
+def _alphas(entries: Sequence[Entry]) -> list[float]:
+    return [1.0 if entry.evaluation.change.significant else FADED for entry in entries]
+
+
+def _by_group(entries: Sequence[Entry]) -> dict[str, dict[str, list[Entry]]]:
+    """Entries by panel, then by column, in the order ``find_entries`` sorted them."""
+    panels: dict[str, dict[str, list[Entry]]] = {}
+    for entry in sorted(entries, key=entry_key):
+        panel, column = entry.group
+        panels.setdefault(panel, {}).setdefault(column, []).append(entry)
+    return panels
+
+
+def _scatter_by_panel(ax: Axes, entries: Sequence[Entry],
+                      x: Callable[[Evaluation], float], y: Callable[[Evaluation], float]) -> None:
+    """One colour per panel; non-significant points faded."""
+    for i, (panel, columns) in enumerate(_by_group(entries).items()):
+        group = [entry for column in columns.values() for entry in column]
+        ax.scatter([x(e.evaluation) for e in group], [y(e.evaluation) for e in group],
+                   color=f"C{i % 10}", alpha=_alphas(group), label=panel)
+    ax.legend(fontsize="small")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_effect_sizes(entries: Sequence[Entry], path: Path) -> Path:
+    """Fig. 2: Cohen's d per objective, a subplot per panel, jittered within columns."""
+    panels = _by_group(entries)
+    # Figure without pyplot: the Agg canvas, no display and no global state.
+    fig = Figure(figsize=(1.5 + 3.0 * len(panels), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    jitter = np.random.default_rng(0)  # the same report every time
+    for ax, (panel, columns) in zip(axes, panels.items(), strict=True):
+        for i, group in enumerate(columns.values()):
+            ax.scatter(i + jitter.uniform(-0.15, 0.15, len(group)),
+                       [e.evaluation.change.cohens_d for e in group],
+                       color=f"C{i % 10}", alpha=_alphas(group))
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xticks(range(len(columns)), list(columns), rotation=30)
+        ax.set_xlim(-0.6, len(columns) - 0.4)
+        ax.set_title(panel)
+    axes[0].set_ylabel("effect size (Cohen's d)")
+    return _save(fig, path)
+
+
+def plot_introspection(entries: Sequence[Entry], fit: Regression | None, path: Path) -> Path:
+    """Fig. 4: true vs estimated change in mean PIR, identity line and OLS line."""
+    fig = Figure(figsize=(5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    values = [v for e in entries for v in (e.evaluation.change.delta, e.evaluation.predicted.delta)]
+    ends = np.array([min(values), max(values)])
+    ax.plot(ends, ends, color="grey", linestyle="--", linewidth=0.8, label="identity")
+    if fit is not None:
+        b0, b1 = fit.coefficients["intercept"].beta, fit.coefficients["predicted_delta"].beta
+        ax.plot(ends, b0 + b1 * ends, color="black", linewidth=1, label=f"OLS, β = {b1:.2f}")
+    _scatter_by_panel(ax, entries, lambda e: e.predicted.delta, lambda e: e.change.delta)
+    ax.set_xlabel("estimated change in mean PIR")
+    ax.set_ylabel("change in mean PIR")
+    return _save(fig, path)
+
+
+def plot_variability(entries: Sequence[Entry], path: Path) -> Path:
+    """Fig. 5: change in mean PIR vs the training set's SD."""
+    fig = Figure(figsize=(5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    _scatter_by_panel(ax, entries, lambda e: e.training_set.sd, lambda e: e.change.delta)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("initial SD of PIR (training set)")
+    ax.set_ylabel("change in mean PIR")
+    return _save(fig, path)
+
+
+def plot_iterations(paths: dict[str, list[Entry]], path: Path) -> Path:
+    """Fig. 6: Cohen's d against round, a line per iterated objective."""
+    fig = Figure(figsize=(5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for i, (label, group) in enumerate(paths.items()):
+        rounds = [e.evaluation.round for e in group]
+        d = [e.evaluation.change.cohens_d for e in group]
+        ax.plot(rounds, d, color=f"C{i % 10}", linewidth=1, label=label)
+        ax.scatter(rounds, d, color=f"C{i % 10}", alpha=_alphas(group))
+    ax.axhline(0, color="grey", linewidth=0.8)
+    rounds = sorted({e.evaluation.round for group in paths.values() for e in group})
+    ax.set_xticks(rounds)
+    ax.set_xlabel("round (tuning iteration)")
+    ax.set_ylabel("effect size (Cohen's d)")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_nonzero_share(entries: Sequence[Entry], path: Path) -> Path:
+    """Fig. 8: share of non-zero PIRs in the training set vs effect size."""
+    fig = Figure(figsize=(5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    _scatter_by_panel(ax, entries, lambda e: e.change.cohens_d,
+                      lambda e: 1 - e.training_set.zero_share)
+    ax.set_xlabel("effect size (Cohen's d)")
+    ax.set_ylabel("share of non-zero PIRs (training set)")
+    ax.set_ylim(-0.05, 1.05)
+    return _save(fig, path)
+
+
+def draw_figures(entries: Sequence[Entry], introspection: Regression | str,
+                 out_dir: Path) -> dict[str, Path]:
+    """Every figure the data allow, by figure number; figures it no longer allows are removed."""
+    first = first_round(entries)
+    paths = iterated(entries)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    draw: dict[str, Callable[[Path], Path]] = {}
+    if first:
+        fit = introspection if isinstance(introspection, Regression) else None
+        draw |= {"2": lambda p: plot_effect_sizes(first, p),
+                 "4": lambda p: plot_introspection(first, fit, p),
+                 "5": lambda p: plot_variability(first, p),
+                 "8": lambda p: plot_nonzero_share(first, p)}
+    if paths:
+        draw["6"] = lambda p: plot_iterations(paths, p)
+    for number, name in FIGURES.items():
+        if number not in draw:
+            (out_dir / name).unlink(missing_ok=True)  # a stale figure would contradict the text
+    return {number: plot(out_dir / FIGURES[number]) for number, plot in draw.items()}
+
+

@@ -1,0 +1,230 @@
+"""The typed config of every stage: dataclasses in Hydra's ConfigStore.
+
+``conf/train.yaml`` extends ``TrainConfig`` (stored as ``pirtune_schema``), so
+a value of the wrong type fails when Hydra composes the command line, with
+Hydra's own message. Each stage is called with its own section, converted to
+its dataclass by ``OmegaConf.to_object``, whose ``__post_init__`` refuses
+counts below one. A section holds everything its stage reads (``train.yaml``
+interpolates shared values such as ``seed`` and ``objective`` into it), and
+that is what the run directory's stage record fingerprints (``rundir``).
+
+Groups whose options build objects (``data``, ``model``, ``objective``,
+``trainer``, ``logger``, the estimator's ``network``) stay untyped: their
+``_target_`` decides their keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from pirtune.errors import UsageError
+
+SCHEMA_NAME = "pirtune_schema"
+
+
+class Section:
+    """A stage's config section: positivity checks and what its fingerprint leaves out.
+
+    ``positive`` names the counts that must be at least 1; ``not_results``
+    the dotted keys that change how a stage runs but not what it writes
+    (batch sizes of pure inference, worker counts, cache folders), which a
+    run directory lets differ between runs of a stage.
+    """
+
+    name: ClassVar[str] = ""
+    positive: ClassVar[tuple[str, ...]] = ()
+    not_results: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for key in self.positive:
+            value = getattr(self, key)
+            # The schema's own defaults hold "???" (MISSING) or interpolations.
+            if isinstance(value, int) and value < 1:
+                raise UsageError(f"{self.name}.{key}={value} must be at least 1")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The section's settings that decide its results, flattened to dotted keys."""
+        flat = _flatten(dataclasses.asdict(self))  # type: ignore[call-overload]
+        return {key: value for key, value in flat.items()
+                if not any(key == skip or key.startswith(skip + ".")
+                           for skip in self.not_results)}
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out |= _flatten(value, f"{prefix}{key}.")
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+_UNUSED_DATA = ("data.num_workers", "data.cache_dir")
+
+
+@dataclass
+class PretrainConfig(Section):
+    """Pre-training the ACGAN on ``data`` (C.1)."""
+
+    name: ClassVar[str] = "pretrain"
+    positive: ClassVar[tuple[str, ...]] = ("iterations", "checkpoint_every", "sample_every",
+                                           "sample_per_class")
+    not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "model.compile_mode",
+                                              "ckpt_path", "checkpoint_every", "sample_every")
+
+    iterations: int = MISSING       # D+G update pairs (the paper: 1.1e6)
+    checkpoint_every: int = 500     # iterations between checkpoints (periodic ones and last.ckpt)
+    sample_every: int = 500         # iterations between sample grids
+    sample_per_class: int = 16
+    seed: int = 0
+    ckpt_path: str | None = None    # resume from this Lightning checkpoint instead of last.ckpt
+    model: Any = MISSING            # the model group (ACGANModule and its networks)
+    data: Any = MISSING             # the data group (a LightningDataModule)
+
+
+@dataclass
+class SampleConfig(Section):
+    """A class-by-class grid of a generator's samples."""
+
+    name: ClassVar[str] = "sample"
+    positive: ClassVar[tuple[str, ...]] = ("per_class",)
+
+    per_class: int = 32
+    seed: int = 0
+    generator: str = MISSING        # the bundle to draw from
+
+
+@dataclass
+class CollectConfig(Section):
+    """Simulated users scoring the round's samples (section 2.2)."""
+
+    name: ClassVar[str] = "collect"
+    positive: ClassVar[tuple[str, ...]] = ("num_images", "impressions", "batch_size")
+    not_results: ClassVar[tuple[str, ...]] = ("batch_size",)
+
+    num_images: int = 1000          # images shown to the simulated users
+    impressions: int = 1000         # times each is shown; clicks ~ Binomial(impressions, PIR)
+    batch_size: int = 250           # images generated and scored at once
+    seed: int = 0
+    objective: Any = MISSING        # the objective group: a _target_ and its arguments
+
+
+@dataclass
+class EstimatorConfig(Section):
+    """The estimator group: network, optimiser and training of the PIR estimator (C.3)."""
+
+    name: ClassVar[str] = "estimator"
+    positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size")
+
+    network: Any = MISSING          # a _target_ building the network (PIREstimator)
+    optimizer: Any = MISSING        # a partial optimizer (C.3: Adam, lr 5e-4)
+    epochs: int = 20
+    batch_size: int = 64
+    val_fraction: float = 0.2       # held out for the report's figures
+    temperature: float = 0.01       # C.3: softmax temperature of the frozen estimator in use
+
+
+@dataclass
+class EstimateConfig(Section):
+    """Fitting the PIR estimator on the round's PIR datasets, or on the web app's picks."""
+
+    name: ClassVar[str] = "estimate"
+
+    estimator: EstimatorConfig = MISSING
+    seed: int = 0
+    interactions: str | None = None  # data=interactions: the log or export (data.path)
+    generator: str = MISSING         # renders the interaction log's images
+
+
+@dataclass
+class TuneConfig(Section):
+    """Estimator-guided tuning of the generator (section 2.4)."""
+
+    name: ClassVar[str] = "tune"
+    positive: ClassVar[tuple[str, ...]] = ("steps", "checkpoint_every")
+    not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "compile_mode", "checkpoint_every")
+
+    steps: int = 400                # D+G update pairs
+    lr: float = 5.0e-5              # both optimisers (pre-training's types and betas)
+    w_pir: float = 1000.0           # weight of the estimated-PIR term
+    ema_decay: float | None = None  # a moving average of the tuned G (not in the paper)
+    checkpoint_every: int = 100     # steps between tune_ckpt/last.ckpt saves
+    seed: int = 0
+    data: Any = MISSING             # what the discriminator keeps training on
+    compile_mode: str | None = None
+
+
+@dataclass
+class EvaluateConfig(Section):
+    """Section 4: fresh samples before and after tuning, scored by the true objective."""
+
+    name: ClassVar[str] = "evaluate"
+    positive: ClassVar[tuple[str, ...]] = ("num_samples", "batch_size")
+    not_results: ClassVar[tuple[str, ...]] = ("batch_size", "device")
+
+    num_samples: int = 1000         # per set (the paper: 1000)
+    seed: int = 1000                # latents: seed for "before", seed + 1 for "after"
+    batch_size: int = 250
+    alpha: float = 0.001            # Welch's t-test threshold (the paper's)
+    device: str = "auto"            # where the generators and objective run: auto|cpu|cuda
+    objective: Any = MISSING
+
+
+@dataclass
+class LoopConfig:
+    """The PIR loop: ``iterations`` rounds of collect → estimate → tune → evaluate."""
+
+    iterations: int
+    generator: str                  # round 1's start and every round's baseline
+    pir_data: str                   # round 1's PIR dataset
+    collect: CollectConfig
+    estimate: EstimateConfig
+    tune: TuneConfig
+    evaluate: EvaluateConfig
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise UsageError(f"iterations={self.iterations} must be at least 1")
+
+
+@dataclass
+class TrainConfig:
+    """The whole tree ``conf/train.yaml`` composes (see the comments there)."""
+
+    stage: str = "loop"
+    iterations: int = 1
+    round: int = 1
+    seed: int = 0
+    scale: str = MISSING
+    name: str = MISSING
+    run_dir: str = MISSING
+    generator_ckpt: str = MISSING
+    pir_data: str = MISSING
+    progress: bool = True
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    data: Any = MISSING
+    model: Any = MISSING
+    objective: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = None
+
+    def loop(self) -> LoopConfig:
+        """The loop's section: its rounds and the four stages' sections."""
+        return LoopConfig(self.iterations, self.generator_ckpt, self.pir_data, self.collect,
+                          self.estimate, self.tune, self.evaluate)
+
+
+def register_configs() -> None:
+    """Store ``TrainConfig`` as ``pirtune_schema``, the base ``train.yaml`` extends."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)

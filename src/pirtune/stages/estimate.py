@@ -1,0 +1,153 @@
+"""Stage ``estimate``: fit the PIR estimator on the round's PIR datasets (2.3, C.3).
+
+Cross-entropy over 100 PIR bins at temperature 1, checkpointing to
+``estimator_ckpt/``; writes ``estimator.pt`` and, for the held-out images
+scored by the frozen estimator at ``estimator.temperature``,
+``estimator_report.json``. Round 1 learns from ``pir_data``, or with
+``data=interactions`` from the web app's picks; later rounds re-train from
+scratch on every round's samples (the paper continued training instead, A.3).
+W&B gets a table of every image with its estimated PIR beside the observed
+and true ones, and the estimator as an artifact made from the PIR datasets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import sqlite3
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from pirtune.data.datamodules import PIRDataModule
+from pirtune.errors import UsageError
+from pirtune.estimator.module import (
+    PIREstimatorModule,
+    estimate_pir,
+    evaluate_estimator,
+    save_estimator,
+)
+from pirtune.files import write_json
+from pirtune.models.acgan import load_bundle
+from pirtune.stages.config import EstimateConfig
+from pirtune.stages.rundir import Round, begin_stage
+from pirtune.stages.tracking import StageTracker, parameter_counts, track
+from pirtune.stages.training import barrier, rank_zero, resume_path, trainer
+from pirtune.webapp import InteractionLog, export_pir_dataset
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "estimator_report.json"
+
+
+def estimate(cfg: EstimateConfig, rnd: Round) -> Path:
+    """Write the round's ``estimator.pt`` and its report (unless done); return its path."""
+    out = rnd.estimator
+    if cfg.interactions is not None:
+        rnd = _interactions_round(cfg.interactions, rnd)
+    checkpoints = rnd.dir / "estimator_ckpt"
+    record = begin_stage("estimate", rnd.dir,
+                         {**cfg.fingerprint(), "datasets": [str(d) for d in rnd.datasets]},
+                         out, own=(checkpoints,), extendable=("estimator.epochs",))
+    if record is None:
+        return out
+    if cfg.interactions is not None and rnd.pir_data != Path(cfg.interactions):
+        if (rnd.pir_data / "pir.csv").is_file():
+            log.info("estimate: %s was exported to %s already", cfg.interactions, rnd.pir_data)
+        else:
+            _export(Path(cfg.interactions), rnd.pir_data, cfg.generator)
+    for dataset in rnd.datasets:
+        if not (dataset / "pir.csv").is_file():
+            raise UsageError(f"no PIR dataset at {dataset}; run stage=collect first, or "
+                             "give pir_data=<dataset folder>")
+    settings = cfg.estimator
+    datamodule = PIRDataModule([str(d) for d in rnd.datasets], settings.val_fraction,
+                               settings.batch_size, seed=cfg.seed)
+    datamodule.setup("fit")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = PIREstimatorModule(instantiate(settings.network), instantiate(settings.optimizer))
+    with track(rnd.run, "estimate", rnd, record) as tracker:
+        tracker.config(parameter_counts(estimator=module.network))
+        fit = trainer(rnd.run, [ModelCheckpoint(dirpath=checkpoints, save_last=True,
+                                                save_top_k=0)],
+                      tracker.loggers, max_epochs=settings.epochs)
+        fit.fit(module, datamodule=datamodule, ckpt_path=resume_path("estimate", checkpoints))
+        if fit.is_global_zero:
+            _save(cfg, module, datamodule, out, tracker, rnd)
+    barrier()
+    return out
+
+
+def _interactions_round(path: str, rnd: Round) -> Round:
+    """``rnd`` learning from the web app's picks at ``path`` (data=interactions).
+
+    A folder pirtune-export wrote is used as is; an interaction log is exported
+    into the round's ``pir_data`` (``_export``).
+    """
+    source = Path(path)
+    if rnd.index > 1:
+        raise UsageError(f"round={rnd.index}: data=interactions has one round; leave round=1")
+    if (source / "pir.csv").is_file():
+        log.info("estimate: learning from the exported interactions %s", source)
+        return dataclasses.replace(rnd, pir_data=source, datasets=(source,))
+    if not source.is_file():
+        raise UsageError(f"data.path={source} is neither an interaction log nor an exported PIR "
+                         "dataset; give the .db pirtune-serve wrote or the folder "
+                         "pirtune-export wrote")
+    return rnd
+
+
+def _export(db: Path, out: Path, generator_path: str) -> None:
+    """Export the interaction log ``db`` to ``out``, its images rendered by the generator."""
+    if rank_zero():
+        generator, _, _ = load_bundle(generator_path)
+        try:
+            interactions = InteractionLog(db)
+        except sqlite3.DatabaseError as err:
+            raise UsageError(f"data.path={db} is not an interaction log ({err}); give the "
+                             ".db pirtune-serve wrote") from err
+        with contextlib.closing(interactions):
+            export_pir_dataset(interactions, out, generator)
+        log.info("estimate: exported %s to %s (images by %s)", db, out, generator_path)
+    barrier()  # under DDP, only rank 0 exports
+
+
+def _save(cfg: EstimateConfig, module: PIREstimatorModule, datamodule: PIRDataModule,
+          out: Path, tracker: StageTracker, rnd: Round) -> None:
+    """Score the held-out images with the frozen estimator; write it, its report and its table."""
+    settings = cfg.estimator
+    held_out = datamodule.val_records if len(datamodule.val_records) else datamodule.records
+    report = evaluate_estimator(module.cpu(), held_out, temperature=settings.temperature)
+    for warning in report.warnings:
+        log.warning("estimate: %s", warning)
+    write_json(out.parent / REPORT_NAME, dataclasses.asdict(report))
+    save_estimator(module, settings.network, settings.temperature, out,
+                   report=dataclasses.asdict(report))
+    tracker.metrics({f"estimate/held_out/{key}": value
+                     for key, value in dataclasses.asdict(report).items()
+                     if isinstance(value, int | float)}, step=module.global_step)
+    records = datamodule.records
+    estimates = estimate_pir(module.frozen(settings.temperature), records.images)
+    held = set(held_out.image_ids)
+    true = ([None] * len(records) if records.true_pir is None else records.true_pir.tolist())
+    tracker.table("estimate/images",
+                  ["image_id", "image", "class", "true_pir", "observed_pir", "estimated_pir",
+                   "split"],
+                  [[i, image.permute(1, 2, 0).numpy(), int(c), t, float(o), float(e),
+                    "held out" if i in held else "train"]
+                   for i, image, c, t, o, e in zip(records.image_ids, records.images,
+                                                   records.classes, true, records.observed_pir,
+                                                   estimates, strict=True)],
+                  image_columns=["image"])
+    tracker.artifact(out, "estimator", inputs=list(rnd.datasets),
+                     metadata={"backbone": settings.network.get("backbone"),
+                               "temperature": settings.temperature,
+                               "mae": report.mae, "spearman_observed": report.spearman_observed})
+    log.info("estimate: %s on %d held-out images: MAE %.4f, Spearman %.3f (observed), %s (true); "
+             "zero share %.2f -> %s", settings.network.get("backbone"), report.n, report.mae,
+             report.spearman_observed,
+             "n/a" if report.spearman_true is None else f"{report.spearman_true:.3f}",
+             report.zero_share, out)

@@ -1,0 +1,95 @@
+"""Stage ``evaluate``: the tuned generator against the untuned one on fresh samples (section 4).
+
+ΔPIR, Cohen's d, Welch's t at α = 0.001 and the estimator's own predicted
+change (introspection, A.1) go to ``evaluation.json``, every image's scores
+to ``evaluation_scores.csv``, random before/after grids to
+``eval_{before,after}.png``; the figures are logged as ``tune/eval/*`` and
+the grids as images.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pirtune.data.pir_dataset import read_pir_datasets
+from pirtune.errors import UsageError
+from pirtune.estimator.module import load_estimator
+from pirtune.evaluation import (
+    EVALUATION_NAME,
+    Evaluation,
+    TrainingSet,
+    evaluate_generators,
+    write_evaluation,
+)
+from pirtune.models.acgan import load_bundle
+from pirtune.objectives import build_objective
+from pirtune.stages.config import EvaluateConfig
+from pirtune.stages.rundir import Round, begin_stage
+from pirtune.stages.tracking import StageTracker, parameter_counts, track
+from pirtune.stages.training import rank_zero
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: EvaluateConfig, rnd: Round) -> Path:
+    """Write the round's ``evaluation.json`` (unless done); return its path."""
+    out = rnd.dir / EVALUATION_NAME
+    if not rank_zero():  # under DDP, rank 0 evaluates once tuning has ended
+        return out
+    record = begin_stage("evaluate", rnd.dir,
+                         {**cfg.fingerprint(), "before": str(rnd.baseline),
+                          "after": str(rnd.tuned)}, out)
+    if record is None:
+        return out
+    if not rnd.tuned.is_file():
+        raise UsageError(f"no tuned generator at {rnd.tuned}; run stage=tune first")
+    objective = build_objective(cfg.objective)
+    with track(rnd.run, "evaluate", rnd, record) as tracker:
+        evaluation = _evaluate(cfg, rnd, objective, tracker)
+        write_evaluation(evaluation, out)
+        tracker.metrics({f"tune/eval/{key}": value for key, value in evaluation.metrics.items()},
+                        step=0)
+        tracker.images("evaluate/samples", [rnd.dir / evaluation.grids[when]
+                                            for when in ("before", "after")],
+                       captions=["before tuning", "after tuning"])
+    return out
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _evaluate(cfg: EvaluateConfig, rnd: Round, objective: nn.Module,
+              tracker: StageTracker) -> Evaluation:
+    device = _device(cfg.device)
+    estimator = load_estimator(rnd.estimator)
+    before, _, _ = load_bundle(rnd.baseline)
+    after, _, tuned = load_bundle(rnd.tuned)
+    tracker.config(parameter_counts(generator=after, estimator=estimator))
+    training_set = TrainingSet.of(read_pir_datasets(rnd.datasets), estimator.bins)
+    provenance = tuned.get("provenance", {})
+    evaluation = evaluate_generators(
+        before.to(device), after.to(device), objective.to(device), estimator.to(device),
+        training_set, rnd.dir,
+        record={
+            "objective": objective.describe(), "round": rnd.index, "scale": rnd.run.scale,
+            "estimator_backbone": (estimator.config or {}).get("backbone", "unknown"),
+            "generator_before": str(rnd.baseline), "generator_after": str(rnd.tuned),
+            "tuning": {**provenance.get("tuning", {}), "tuned_from": str(rnd.start)},
+            "run": rnd.run.name, "seeds": {**rnd.run.seeds, "evaluate": cfg.seed},
+        },
+        num_samples=cfg.num_samples, seed=cfg.seed, batch_size=cfg.batch_size, alpha=cfg.alpha,
+    )
+    change = evaluation.change
+    log.info("evaluate: round %d of %s: mean PIR %.4f -> %.4f (Δ %+.4f, estimated %+.4f), "
+             "d %.2f, Welch t %.2f (df %.0f), p %.2g: %s at α=%g", rnd.index, objective.name,
+             change.mean_before, change.mean_after, change.delta, evaluation.predicted.delta,
+             change.cohens_d, change.welch.t, change.welch.df, change.welch.p,
+             "significant" if change.significant else "not significant", change.alpha)
+    return evaluation

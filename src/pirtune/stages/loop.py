@@ -1,0 +1,36 @@
+"""Stage ``loop`` (the default): every round's collect → estimate → tune → evaluate, then report.
+
+Every stage skips what is done and resumes what is half done, so running
+the same command after an interruption finishes the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pirtune.evaluation import EVALUATION_NAME, Evaluation
+from pirtune.stages.collect import collect
+from pirtune.stages.config import LoopConfig
+from pirtune.stages.estimate import estimate
+from pirtune.stages.evaluate import evaluate
+from pirtune.stages.report import report
+from pirtune.stages.rundir import Run, rounds
+from pirtune.stages.tune import tune
+
+
+def loop(cfg: LoopConfig, run: Run) -> Path:
+    """Run every round, then write the run's report; return its path."""
+    for rnd in rounds(run, cfg.iterations, cfg.generator, cfg.pir_data):
+        collect(cfg.collect, rnd)
+        estimate(cfg.estimate, rnd)
+        tune(cfg.tune, rnd)
+        evaluate(cfg.evaluate, rnd)
+    return report(run)
+
+
+def last_evaluation(run: Run, iterations: int) -> Evaluation | None:
+    """The evaluation of the run's last round, when it exists."""
+    folder = run.dir if iterations == 1 else run.dir / f"round{iterations}"
+    path = folder / EVALUATION_NAME
+    return Evaluation.from_dict(json.loads(path.read_text())) if path.is_file() else None

@@ -1,0 +1,71 @@
+"""Stage ``tune``: the round's generator tuned against its frozen estimator (section 2.4).
+
+``PIRTuningModule`` fine-tunes the round's generator and discriminator; the
+discriminator keeps training on ``data`` as in pre-training. Checkpoints go
+to ``tune_ckpt/``, the tuned networks to ``tuned.pt`` (a generator bundle),
+logged as a ``generator`` artifact made from the round's generator and
+estimator.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from pirtune.estimator.module import load_estimator
+from pirtune.models.acgan import STEPS_PER_ITERATION, save_bundle
+from pirtune.models.tuning import PIRTuningModule
+from pirtune.stages.config import TuneConfig
+from pirtune.stages.rundir import Round, begin_stage
+from pirtune.stages.tracking import parameter_counts, track
+from pirtune.stages.training import barrier, gan_trainer, resume_path
+
+log = logging.getLogger(__name__)
+
+
+def tune(cfg: TuneConfig, rnd: Round) -> Path:
+    """Write the round's ``tuned.pt`` (unless done); return its path."""
+    out = rnd.tuned
+    checkpoints = rnd.dir / "tune_ckpt"
+    record = begin_stage("tune", rnd.dir,
+                         {**cfg.fingerprint(), "from": str(rnd.start),
+                          "estimator": str(rnd.estimator)}, out, own=(checkpoints,),
+                         extendable=("steps",))
+    if record is None:
+        return out
+    estimator = load_estimator(rnd.estimator)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    L.seed_everything(cfg.seed + rnd.index, workers=True, verbose=False)
+    module, meta = PIRTuningModule.from_bundle(
+        rnd.start, estimator, cfg.lr, w_pir=cfg.w_pir, ema_decay=cfg.ema_decay,
+        compile_mode=cfg.compile_mode)
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
+                        every_n_train_steps=STEPS_PER_ITERATION * cfg.checkpoint_every),
+    ]
+    with track(rnd.run, "tune", rnd, record) as tracker:
+        tracker.config(parameter_counts(generator=module.generator,
+                                        discriminator=module.discriminator,
+                                        estimator=estimator))
+        fit = gan_trainer(rnd.run, callbacks, tracker.loggers, cfg.steps, datamodule)
+        fit.fit(module, datamodule=datamodule, ckpt_path=resume_path("tune", checkpoints))
+        if fit.is_global_zero and not fit.interrupted:
+            settings = {key: value for key, value in cfg.fingerprint().items()
+                        if not key.startswith("data.")}
+            digest = save_bundle(module, meta["model"], out, command=rnd.run.command,
+                                 seed=cfg.seed, round=rnd.index, tuned_from=str(rnd.start),
+                                 estimator=str(rnd.estimator), tuning=settings,
+                                 torch=str(torch.__version__), python=platform.python_version())
+            tracker.artifact(out, "generator", inputs=[rnd.start, rnd.estimator],
+                             metadata={"iteration": module.iteration, "sha256": digest,
+                                       "round": rnd.index})
+            log.info("tune: wrote %s (sha256 %s) after %d steps", out, digest, module.iteration)
+    barrier()
+    return out
