@@ -37,8 +37,9 @@ from torchvision.utils import make_grid  # noqa: E402
 
 from pirtune.data.landscapes import CLASSES  # noqa: E402
 from pirtune.metrics import (  # noqa: E402
+    Quality,
     blur,
-    class_accuracy,
+    compare,
     density_coverage,
     extract,
     feature_network,
@@ -53,6 +54,7 @@ from pirtune.paths import SHIPPED_GENERATOR  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_SEEDS = (40_000_000, 41_000_000)
+_LABELS = list(Quality(*[0.0] * 7, class_accuracy={}).cells(CLASSES))  # the table's columns
 BLURS = (0.5, 1.0)
 K = 5
 
@@ -61,21 +63,6 @@ def _timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
-
-
-def score(name: str, real_features: torch.Tensor, features: torch.Tensor, images: torch.Tensor,
-          labels: torch.Tensor, classifier: torch.nn.Module | None, kid_subsets: int) -> dict:
-    """Every metric of one set against the first real set, from extracted features."""
-    precision, recall = precision_recall(real_features, features, K)
-    density, coverage = density_coverage(real_features, features, K)
-    kid_mean, kid_sd = kid_from_features(real_features, features, subsets=kid_subsets)
-    row = {"name": name, "fid": fid_from_features(real_features, features), "kid": kid_mean,
-           "kid_sd": kid_sd, "precision": precision, "recall": recall, "density": density,
-           "coverage": coverage}
-    if classifier is not None:
-        accuracy = class_accuracy(classifier, images, labels)
-        row["class_accuracy"] = {CLASSES[c]: a for c, a in accuracy.items()}
-    return row
 
 
 def cost(network: torch.nn.Module, real: torch.Tensor, other: torch.Tensor,
@@ -109,11 +96,8 @@ def grid(rows: list[tuple[str, torch.Tensor]], path: Path) -> None:
 
 
 def _fmt(row: dict) -> str:
-    acc = row.get("class_accuracy", {})
-    return (f"| {row['name']} | {row['fid']:.3f} | {1e3 * row['kid']:.2f} ± "
-            f"{1e3 * row['kid_sd']:.2f} | {row['precision']:.3f} | {row['recall']:.3f} | "
-            f"{row['density']:.3f} | {row['coverage']:.3f} | "
-            + " | ".join(f"{acc[c]:.3f}" if c in acc else "–" for c in CLASSES) + " |")
+    q = Quality.from_dict({k: v for k, v in row.items() if k != "name"}, CLASSES)
+    return f"| {row['name']} | " + " | ".join(q.cells(CLASSES).values()) + " |"
 
 
 def markdown(result: dict) -> str:
@@ -129,8 +113,7 @@ def markdown(result: dict) -> str:
         "32 px scenes the encoder never saw; every row is scored against the same first real "
         "set. Made by `python scripts/bench/quality.py`.",
         "",
-        "| set vs real | FID | KID ×10³ ± SD | precision | recall | density | coverage | "
-        + " | ".join(f"class acc. {c}" for c in CLASSES) + " |",
+        "| set vs real | " + " | ".join(_LABELS) + " |",
         "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(CLASSES),
         *(_fmt(row) for row in result["rows"]),
         "",
@@ -189,8 +172,7 @@ def main() -> None:
               "real_seeds": list(REAL_SEEDS), "k": K,
               "render_images_per_s": n / render_seconds}
     result["cost"] = cost(network, real, other, args.kid_subsets)
-    real_features = extract(network, real)
-    result["feature_dim"] = int(real_features.shape[1])
+    result["feature_dim"] = int(extract(network, real[:2]).shape[1])
 
     sets = [("real vs real (floor)", other)]
     sets += [(f"real blurred σ = {s:g} px", blur(other, s)) for s in BLURS]
@@ -201,8 +183,9 @@ def main() -> None:
         z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(args.seed))
         samples[name] = render(generator, z, labels)
         sets.append((name, samples[name]))
-    result["rows"] = [score(name, real_features, extract(network, images), images, labels,
-                            classifier, args.kid_subsets) for name, images in sets]
+    scores = compare(real, {name: (images, labels) for name, images in sets}, network, K,
+                     classifier, args.kid_subsets, seed=args.seed)
+    result["rows"] = [{"name": name, **q.as_dict(CLASSES)} for name, q in scores.items()]
     for row in result["rows"]:
         print(_fmt(row))
 

@@ -26,15 +26,18 @@ from pirtune.metrics.features import FEATURES, feature_network
 from pirtune.metrics.quality import (
     Quality,
     class_accuracy,
+    compare,
     density_coverage,
     extract,
     fid,
     fid_from_features,
+    figure_table,
     floor,
     kid,
     kid_from_features,
     precision_recall,
     quality,
+    quality_from_features,
 )
 
 __all__ = [
@@ -44,15 +47,18 @@ __all__ = [
     "blur",
     "class_accuracy",
     "colour_shift",
+    "compare",
     "density_coverage",
     "extract",
     "feature_network",
     "fid",
     "fid_from_features",
+    "figure_table",
     "floor",
     "kid",
     "kid_from_features",
     "load_encoder",
     "precision_recall",
     "quality",
+    "quality_from_features",
 ]

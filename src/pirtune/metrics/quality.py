@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,12 +22,20 @@ def _check_images(images: Tensor, name: str) -> None:
         raise UsageError(f"{name} holds {len(images)} image(s); the metrics need at least 2")
 
 
+def _device(network: nn.Module) -> torch.device:
+    return next(network.parameters(), torch.empty(0)).device
+
+
 @torch.no_grad()
 def extract(network: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
-    """The network's features [N, d] of images [N, 3, H, W] in [0, 1], in batches."""
+    """The network's features [N, d] (float64, on the CPU) of images [N, 3, H, W] in [0, 1].
+
+    In batches, each moved to the network's device.
+    """
     _check_images(images, "images")
     network.eval()
-    return torch.cat([network(images[i:i + batch_size]).flatten(1).double()
+    device = _device(network)
+    return torch.cat([network(images[i:i + batch_size].to(device)).flatten(1).double().cpu()
                       for i in range(0, len(images), batch_size)])
 
 
@@ -66,10 +75,16 @@ def fid_from_features(real: Tensor, fake: Tensor) -> float:
 
 
 def kid_from_features(real: Tensor, fake: Tensor, subsets: int = 50,
-                      subset_size: int | None = None) -> tuple[float, float]:
+                      subset_size: int | None = None,
+                      seed: int | None = None) -> tuple[float, float]:
     """Kernel Inception Distance of features [N, d] and [M, d] (cubic polynomial kernel MMD²,
     torchmetrics): mean and SD over ``subsets`` random subsets of ``subset_size`` (default:
-    the smaller set, ≤ 1000)."""
+    the smaller set, ≤ 1000).
+
+    torchmetrics draws the subsets from torch's global generator; with ``seed``
+    they are drawn from a forked generator seeded with it, so the figure is
+    reproducible and the caller's random state (a training run's) is untouched.
+    """
     _check_features(real, fake)
     size = subset_size or min(len(real), len(fake), 1000)
     if size > min(len(real), len(fake)):
@@ -79,7 +94,12 @@ def kid_from_features(real: Tensor, fake: Tensor, subsets: int = 50,
                                      subset_size=size)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
-    mean, sd = metric.compute()
+    if seed is None:
+        mean, sd = metric.compute()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            mean, sd = metric.compute()
     return float(mean), float(sd)
 
 
@@ -135,7 +155,8 @@ def class_accuracy(classifier: nn.Module, images: Tensor, labels: Tensor,
                    batch_size: int = 256) -> dict[int, float]:
     """The share of images of each class that ``classifier`` (logits [N, C]) reads as that class."""
     classifier.eval()
-    predicted = torch.cat([classifier(images[i:i + batch_size]).argmax(1)
+    device = _device(classifier)
+    predicted = torch.cat([classifier(images[i:i + batch_size].to(device)).argmax(1).cpu()
                            for i in range(0, len(images), batch_size)])
     return {int(c): float((predicted[labels == c] == c).double().mean())
             for c in labels.unique()}
@@ -154,8 +175,89 @@ class Quality:
     coverage: float
     class_accuracy: dict[int, float] | None = None
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def as_dict(self, classes: Sequence[str] | None = None) -> dict:
+        """Its fields; with ``classes``, class accuracy keyed by class name (for JSON)."""
+        out = asdict(self)
+        if classes is not None and self.class_accuracy is not None:
+            out["class_accuracy"] = {classes[c]: a for c, a in self.class_accuracy.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping, classes: Sequence[str] | None = None) -> Quality:
+        """The inverse of ``as_dict``: class accuracy keyed by name when ``classes`` is given."""
+        accuracy = data.get("class_accuracy")
+        if accuracy is not None:
+            accuracy = {(list(classes).index(c) if classes is not None else int(c)): float(a)
+                        for c, a in accuracy.items()}
+        return cls(**{**data, "class_accuracy": accuracy})
+
+    def cells(self, classes: Sequence[str]) -> dict[str, str]:
+        """Its figures as table cells, by column label (KID ×10³; class accuracy per class
+        name, "–" where it was not computed)."""
+        accuracy = self.class_accuracy or {}
+        return {"FID": f"{self.fid:.3f}",
+                "KID ×10³ ± SD": f"{1e3 * self.kid:.2f} ± {1e3 * self.kid_sd:.2f}",
+                "precision": f"{self.precision:.3f}", "recall": f"{self.recall:.3f}",
+                "density": f"{self.density:.3f}", "coverage": f"{self.coverage:.3f}",
+                **{f"class acc. {name}": f"{accuracy[c]:.3f}" if c in accuracy else "–"
+                   for c, name in enumerate(classes)}}
+
+
+def figure_table(columns: Mapping[str, Quality], classes: Sequence[str]) -> list[str]:
+    """A Markdown table with a row per figure and a column per set (e.g. a generator and
+    the real-vs-real floor); ``classes`` names the class indices."""
+    cells = {name: q.cells(classes) for name, q in columns.items()}
+    labels = list(next(iter(cells.values())))
+    return ["| figure | " + " | ".join(columns) + " |",
+            "|---|" + "---:|" * len(columns),
+            *(f"| {label} | " + " | ".join(c[label] for c in cells.values()) + " |"
+              for label in labels)]
+
+
+def quality_from_features(real: Tensor, fake: Tensor, k: int = 5, kid_subsets: int = 50,
+                          readability: dict[int, float] | None = None,
+                          seed: int | None = None) -> Quality:
+    """Every distance between features [N, d] (real) and [M, d] (fake); ``readability``
+    (``class_accuracy``) is passed through; ``seed`` fixes KID's subsets."""
+    precision, recall = precision_recall(real, fake, k)
+    density, coverage = density_coverage(real, fake, k)
+    kid_mean, kid_sd = kid_from_features(real, fake, subsets=kid_subsets, seed=seed)
+    return Quality(fid_from_features(real, fake), kid_mean, kid_sd, precision, recall, density,
+                   coverage, readability)
+
+
+def compare(real: Tensor, sets: Mapping[str, tuple[Tensor, Tensor | None]],
+            network: nn.Module | None = None, k: int = 5, classifier: nn.Module | None = None,
+            kid_subsets: int = 50, seed: int | None = None,
+            batch_size: int = 256) -> dict[str, Quality]:
+    """Every metric of each set against the same real images, whose features are extracted once.
+
+    Args:
+        real: the reference images [N, 3, H, W] in [0, 1].
+        sets: by name, images [M, 3, H, W] in [0, 1] and their intended classes [M] (or
+            ``None``: no class readability).
+        network: the feature network; the shipped landscape encoder by default.
+        k: nearest neighbours of precision/recall and density/coverage.
+        classifier: reads the classes (logits [M, C]); by default the network's own class
+            head when it is a landscape encoder.
+        kid_subsets: KID's random subsets.
+        seed: KID's subsets are drawn with this seed, the same for every set (see
+            ``kid_from_features``); ``None`` draws them from torch's global generator.
+        batch_size: images per forward pass.
+    """
+    _check_images(real, "real")
+    network = _network(network)
+    if classifier is None:
+        classifier = getattr(network, "classifier", None)
+    real_features = extract(network, real, batch_size)
+    out = {}
+    for name, (images, labels) in sets.items():
+        _check_images(images, name)
+        readability = (class_accuracy(classifier, images, labels, batch_size)
+                       if classifier is not None and labels is not None else None)
+        out[name] = quality_from_features(real_features, extract(network, images, batch_size),
+                                          k, kid_subsets, readability, seed)
+    return out
 
 
 def quality(real: Tensor, fake: Tensor, network: nn.Module | None = None, k: int = 5,
@@ -168,17 +270,8 @@ def quality(real: Tensor, fake: Tensor, network: nn.Module | None = None, k: int
     by ``classifier``, or by the network's own class head when it is a landscape
     encoder.
     """
-    network = _network(network)
-    if classifier is None:
-        classifier = getattr(network, "classifier", None)
-    real_features, fake_features = extract(network, real), extract(network, fake)
-    precision, recall = precision_recall(real_features, fake_features, k)
-    density, coverage = density_coverage(real_features, fake_features, k)
-    kid_mean, kid_sd = kid_from_features(real_features, fake_features, subsets=kid_subsets)
-    readability = (class_accuracy(classifier, fake, fake_labels)
-                   if classifier is not None and fake_labels is not None else None)
-    return Quality(fid_from_features(real_features, fake_features), kid_mean, kid_sd, precision,
-                   recall, density, coverage, readability)
+    return compare(real, {"fake": (fake, fake_labels)}, network, k, classifier,
+                   kid_subsets)["fake"]
 
 
 def floor(real: Tensor, network: nn.Module | None = None, k: int = 5,
