@@ -28,6 +28,9 @@ TINY = [
     "logger=csv",
     "progress=false",
     "trainer.log_every_n_steps=1",
+    "quality.samples=16",
+    "quality.kid_subsets=5",
+    "pretrain.quality_samples=16",
 ]
 
 

@@ -35,8 +35,9 @@ INTERACTIONS = "interactions"  # data.kind of conf/data/interactions.yaml
 # PIR estimator stays in eval mode inside the tuning module on purpose, a GAN
 # stage resumed mid-epoch draws a fresh shuffle of the scenes, a resumed stage
 # checkpoints into its own folder again, the in-memory datasets need no loader
-# workers, and a short estimator epoch logs at its end. Set when the command
-# starts, never on import.
+# workers, a short estimator epoch logs at its end, and KID keeps the features
+# it is given (a few thousand, by design). Set when the command starts, never on
+# import.
 QUIET = (
     "Using ModelCheckpoint with manual optimization",
     r".*isinstance\(treespec, LeafSpec\)",
@@ -45,6 +46,7 @@ QUIET = (
     r"Checkpoint directory .* exists and is not empty",
     r".*does not have many workers",
     r"The number of training batches \(\d+\) is smaller than the logging interval",
+    "Metric `Kernel Inception Distance` will save all extracted features",
 )
 
 
@@ -126,7 +128,8 @@ def the_run(cfg: DictConfig) -> Run:
         trainer=OmegaConf.to_container(cfg.trainer, resolve=True),
         loggers=OmegaConf.to_container(cfg.logger or {}, resolve=True),
         progress=bool(cfg.progress), seeds={"seed": cfg.seed},
-        config=OmegaConf.to_container(cfg, resolve=True), command=_command_line())
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        command=_command_line())
 
 
 def run(cfg: DictConfig, stage: str | None = None) -> Path:

@@ -6,8 +6,10 @@ directory, or a sweep directory whose job folders link their runs) and writes
 effect sizes by task (Fig. 2), colour samples before and after (Fig. 3),
 true vs estimated change (A.1, Fig. 4), change vs initial variability (A.2,
 Fig. 5), effect size over iterations (A.3, Fig. 6) and non-zero PIRs vs
-effect size (Fig. 8). ``SweepReport`` writes the report of a Hydra multirun
-when its last job ends.
+effect size (Fig. 8); and each run's quality before and after tuning beside
+the real-vs-real floor, from the ``quality.json`` files beside the
+evaluations. ``SweepReport`` writes the report of a Hydra multirun when its
+last job ends.
 
 The statistics are pure functions returning frozen dataclasses; the figures
 and the Markdown are drawn from them and from the evaluations, never from
@@ -17,8 +19,10 @@ live modules.
 from pirtune.report.cli import FIGURE_DIR, REPORT_NAME, SweepReport, main, write_report
 from pirtune.report.entries import (
     Entry,
+    RunQuality,
     attempt,
     find_entries,
+    find_quality,
     first_round,
     introspection_fit,
     iterated,
@@ -27,6 +31,7 @@ from pirtune.report.entries import (
 from pirtune.report.figures import FIGURES, draw_figures
 from pirtune.report.markdown import HEADINGS, render_markdown
 
-__all__ = ["FIGURES", "FIGURE_DIR", "HEADINGS", "REPORT_NAME", "Entry", "SweepReport", "attempt",
-           "draw_figures", "find_entries", "first_round", "introspection_fit", "iterated", "main",
-           "render_markdown", "variability_fit", "write_report"]
+__all__ = ["FIGURES", "FIGURE_DIR", "HEADINGS", "REPORT_NAME", "Entry", "RunQuality",
+           "SweepReport", "attempt", "draw_figures", "find_entries", "find_quality",
+           "first_round", "introspection_fit", "iterated", "main", "render_markdown",
+           "variability_fit", "write_report"]

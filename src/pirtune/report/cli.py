@@ -17,6 +17,7 @@ from pirtune.files import write_text
 from pirtune.report.entries import (
     attempt,
     find_entries,
+    find_quality,
     first_round,
     introspection_fit,
     variability_fit,
@@ -54,7 +55,8 @@ def write_report(root: str | Path) -> Path:
     variability = attempt(variability_fit, first)
     figures = draw_figures(entries, introspection, root / FIGURE_DIR)
     path = root / REPORT_NAME
-    write_text(path, render_markdown(root, entries, figures, introspection, variability))
+    write_text(path, render_markdown(root, entries, figures, introspection, variability,
+                                     find_quality(entries)))
     return path
 
 

@@ -13,6 +13,7 @@ from pirtune.evaluation import (
     load_evaluations,
     objective_group,
 )
+from pirtune.metrics.record import BASE_QUALITY_NAME, QUALITY_NAME, QualityRecord, read_quality
 from pirtune.objectives.vgg import LAYERS
 from pirtune.stats import Regression, TooLittleData, ols
 
@@ -97,6 +98,49 @@ def iterated(entries: Sequence[Entry]) -> dict[str, list[Entry]]:
     varied = len({key[1:] for key in lines}) > 1
     return {f"{name} ({', '.join(part for part in rest if part)})" if varied else name: group
             for (name, *rest), group in lines.items()}
+
+
+@dataclass(frozen=True)
+class RunQuality:
+    """The quality records of one run: before tuning and after each round's tuning.
+
+    Attributes:
+        run: the run's name (or its folder's).
+        before: the generator before tuning (``quality_base.json``), if scored.
+        after: by round, the tuned generator's record (the round's ``quality.json``).
+    """
+
+    run: str
+    before: QualityRecord | None
+    after: dict[int, QualityRecord]
+
+    @property
+    def records(self) -> list[QualityRecord]:
+        return [r for r in (self.before, *self.after.values()) if r is not None]
+
+
+def find_quality(entries: Sequence[Entry]) -> list[RunQuality]:
+    """The quality records beside the evaluations, run by run (runs without any left out).
+
+    Round 1 lives in the run directory and round r in its ``round<r>/``, so an
+    evaluation's run directory is its folder or that folder's parent.
+    """
+    runs: dict[Path, tuple[str, Path, dict[int, Path]]] = {}
+    for entry in entries:
+        folder, index = entry.path.parent, entry.evaluation.round
+        run_dir = folder if index == 1 else folder.parent
+        name = entry.evaluation.run or run_dir.name
+        _, _, rounds = runs.setdefault(run_dir.resolve(), (name, run_dir, {}))
+        rounds[index] = folder / QUALITY_NAME
+    found = []
+    for name, run_dir, rounds in runs.values():
+        base = run_dir / BASE_QUALITY_NAME
+        after = {index: read_quality(path) for index, path in sorted(rounds.items())
+                 if path.is_file()}
+        before = read_quality(base) if base.is_file() else None
+        if before is not None or after:
+            found.append(RunQuality(name, before, after))
+    return found
 
 
 # ------------------------------------------------------ regressions (A.1, A.2)

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from pirtune.evaluation import GRID_SIZE
-from pirtune.report.entries import Entry, first_round, objective_key
+from pirtune.metrics import figure_table
+from pirtune.report.entries import Entry, RunQuality, first_round, objective_key
 from pirtune.stats import Regression
 
 HEADINGS = {
     "run": "## What was run",
     "table": "## Table 1: every objective and round",
+    "quality": "## Quality before and after tuning, beside the real-vs-real floor",
     "2": "## Fig. 2: effect size per objective",
     "3": "## Fig. 3: colour objectives before and after tuning",
     "4": "## Fig. 4: true vs estimated change in mean PIR (A.1)",
@@ -119,12 +121,34 @@ def _grids(root: Path, entries: Sequence[Entry]) -> list[str]:
     return [f"Samples are drawn at random, not picked; up to {GRID_SIZE} per grid.", "", *lines]
 
 
+def _quality(runs: Sequence[RunQuality]) -> list[str]:
+    if not runs:
+        return ["No quality.json was found beside the evaluations; the loop scores its "
+                "generator before tuning and after each round (`pirtune-train stage=quality` "
+                "scores any generator)."]
+    lines = ["Each generator's samples and a second real set (the floor: what a generator "
+             "that draws the real distribution scores) against the same real images "
+             "(`pirtune.metrics`). KID is ×10³; class accuracy is the share of samples of a "
+             "class that the landscape encoder reads as that class."]
+    for run in runs:
+        first = run.records[0]
+        columns = {**({"before tuning": run.before.generated} if run.before else {}),
+                   **{f"after round {index}": r.generated for index, r in run.after.items()},
+                   "real-vs-real floor": first.floor}
+        lines += ["", f"**{run.run}**: {first.samples['generated']} samples against "
+                      f"{first.samples['real']} real images, {first.features['name']} features "
+                      f"({first.features['dim']}), k = {first.settings.get('k', 'n/a')}.", "",
+                  *figure_table(columns, first.classes)]
+    return lines
+
+
 def _figure(root: Path, figures: dict[str, Path], number: str, caption: str) -> str:
     return f"![Fig. {number}: {caption}]({_link(root, figures[number])})"
 
 
 def render_markdown(root: Path, entries: Sequence[Entry], figures: dict[str, Path],
-                    introspection: Regression | str, variability: Regression | str) -> str:
+                    introspection: Regression | str, variability: Regression | str,
+                    quality: Sequence[RunQuality] = ()) -> str:
     """The report's Markdown: every section always, a sentence where data are too few.
 
     Args:
@@ -132,12 +156,14 @@ def render_markdown(root: Path, entries: Sequence[Entry], figures: dict[str, Pat
         entries: every evaluation (``find_entries``).
         figures: the figures ``draw_figures`` drew, by figure number.
         introspection, variability: the A.1 and A.2 regressions, or why there are none.
+        quality: each run's quality records (``find_quality``).
     """
     first = first_round(entries)
     no_first = ("No round-1 evaluation was found; this figure shows the first tuning "
                 "of each objective.")
     out = [f"# PIR report: {root.name}", "", HEADINGS["run"], "", *_header(entries), "",
            HEADINGS["table"], "", *_table(entries), "",
+           HEADINGS["quality"], "", *_quality(quality), "",
            HEADINGS["2"], ""]
     out += ([_figure(root, figures, "2", "effect size per objective"), "",
              f"Round 1, {len(first)} objectives; faded points are not significant at α."]

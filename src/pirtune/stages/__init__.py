@@ -2,8 +2,9 @@
 
 Each stage is a function of its own typed config section (``config``) and a
 run directory or round (``rundir``): ``pretrain``, ``sample``, ``collect``,
-``estimate``, ``tune``, ``evaluate``, ``report``, and ``loop``, which runs the
-middle four per round and then the report. Each opens its own W&B run
+``estimate``, ``tune``, ``evaluate``, ``quality``, ``report``, and ``loop``,
+which scores its generator's quality, runs collect to evaluate and the tuned
+generator's quality per round, and then the report. Each opens its own W&B run
 (``tracking``) and keeps a record of the config it ran with.
 """
 
@@ -18,6 +19,7 @@ from pirtune.stages.estimate import estimate
 from pirtune.stages.evaluate import evaluate
 from pirtune.stages.loop import loop
 from pirtune.stages.pretrain import pretrain
+from pirtune.stages.quality import quality
 from pirtune.stages.report import report
 from pirtune.stages.rundir import Round, Run, rounds
 from pirtune.stages.sample import sample
@@ -40,8 +42,9 @@ STAGES: dict[str, Callable[[TrainConfig, Run], Path]] = {
     "estimate": lambda cfg, run: estimate(cfg.estimate, the_round(cfg, run)),
     "tune": lambda cfg, run: tune(cfg.tune, the_round(cfg, run)),
     "evaluate": lambda cfg, run: evaluate(cfg.evaluate, the_round(cfg, run)),
+    "quality": lambda cfg, run: quality(cfg.quality, run),
     "report": lambda cfg, run: report(run),
 }
 
 __all__ = ["LOOP_STAGES", "STAGES", "Round", "Run", "collect", "estimate", "evaluate", "loop",
-           "pretrain", "report", "rounds", "sample", "the_round", "tune"]
+           "pretrain", "quality", "report", "rounds", "sample", "the_round", "tune"]

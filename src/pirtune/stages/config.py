@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from pirtune.errors import UsageError
+from pirtune.metrics.features import FEATURES
+
+# The feature spaces of the quality metrics: an Enum, so a misspelt name fails
+# when Hydra composes the command line.
+Features = Enum("Features", [(name, name) for name in FEATURES])  # type: ignore[misc]
 
 SCHEMA_NAME = "pirtune_schema"
 
@@ -56,6 +62,8 @@ class Section:
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, Enum):
+        return {prefix[:-1]: tree.value}
     if isinstance(tree, dict):
         out: dict[str, Any] = {}
         for key, value in tree.items():
@@ -75,16 +83,26 @@ class PretrainConfig(Section):
     positive: ClassVar[tuple[str, ...]] = ("iterations", "checkpoint_every", "sample_every",
                                            "sample_per_class")
     not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "model.compile_mode",
-                                              "ckpt_path", "checkpoint_every", "sample_every")
+                                              "ckpt_path", "checkpoint_every", "sample_every",
+                                              "quality_samples")
 
     iterations: int = MISSING       # D+G update pairs (the paper: 1.1e6)
     checkpoint_every: int = 500     # iterations between checkpoints (periodic ones and last.ckpt)
-    sample_every: int = 500         # iterations between sample grids
+    sample_every: int = 500         # iterations between sample grids and quality figures
     sample_per_class: int = 16
+    quality_samples: int = 500      # generated and real images of the quality figures; 0: none
     seed: int = 0
     ckpt_path: str | None = None    # resume from this Lightning checkpoint instead of last.ckpt
     model: Any = MISSING            # the model group (ACGANModule and its networks)
     data: Any = MISSING             # the data group (a LightningDataModule)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # k = 5 nearest neighbours need more than 5 samples.
+        count = self.quality_samples
+        if isinstance(count, int) and (count < 0 or 0 < count <= 5):
+            raise UsageError(f"pretrain.quality_samples={self.quality_samples} must be 0 (no "
+                             "quality figures during pre-training) or more than 5")
 
 
 @dataclass
@@ -176,8 +194,33 @@ class EvaluateConfig(Section):
 
 
 @dataclass
+class QualityConfig(Section):
+    """A generator's samples against real images (``pirtune.metrics``), beside the floor."""
+
+    name: ClassVar[str] = "quality"
+    positive: ClassVar[tuple[str, ...]] = ("samples", "k", "kid_subsets", "batch_size")
+    not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "batch_size", "device")
+
+    samples: int = 2000             # generated images, and images in each of two real sets
+    k: int = 5                      # nearest neighbours of precision/recall, density/coverage
+    features: Features = Features.landscape  # the shipped encoder, or inception (torch cache)
+    kid_subsets: int = 50
+    seed: int = 0                   # the real images drawn, the latents and KID's subsets
+    batch_size: int = 250
+    device: str = "auto"            # where the generator and features run: auto|cpu|cuda
+    generator: str = MISSING        # the bundle stage=quality scores (the loop: its own)
+    data: Any = MISSING             # the data group: the real images
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.k, int) and isinstance(self.samples, int) and self.k >= self.samples:
+            raise UsageError(f"quality.k={self.k} nearest neighbours need more samples than "
+                             f"quality.samples={self.samples}; raise samples or lower k")
+
+
+@dataclass
 class LoopConfig:
-    """The PIR loop: ``iterations`` rounds of collect → estimate → tune → evaluate."""
+    """The PIR loop: ``iterations`` rounds of collect → estimate → tune → evaluate → quality."""
 
     iterations: int
     generator: str                  # round 1's start and every round's baseline
@@ -186,6 +229,7 @@ class LoopConfig:
     estimate: EstimateConfig
     tune: TuneConfig
     evaluate: EvaluateConfig
+    quality: QualityConfig
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -213,6 +257,7 @@ class TrainConfig:
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     data: Any = MISSING
     model: Any = MISSING
     objective: Any = MISSING
@@ -222,7 +267,7 @@ class TrainConfig:
     def loop(self) -> LoopConfig:
         """The loop's section: its rounds and the four stages' sections."""
         return LoopConfig(self.iterations, self.generator_ckpt, self.pir_data, self.collect,
-                          self.estimate, self.tune, self.evaluate)
+                          self.estimate, self.tune, self.evaluate, self.quality)
 
 
 def register_configs() -> None:

@@ -1,4 +1,5 @@
-"""Stage ``loop`` (the default): every round's collect → estimate → tune → evaluate, then report.
+"""Stage ``loop`` (the default): the generator's quality, every round's collect → estimate →
+tune → evaluate → quality of the tuned generator, then the report.
 
 Every stage skips what is done and resumes what is half done, so running
 the same command after an interruption finishes the run.
@@ -14,6 +15,7 @@ from pirtune.stages.collect import collect
 from pirtune.stages.config import LoopConfig
 from pirtune.stages.estimate import estimate
 from pirtune.stages.evaluate import evaluate
+from pirtune.stages.quality import base_quality, round_quality
 from pirtune.stages.report import report
 from pirtune.stages.rundir import Run, rounds
 from pirtune.stages.tune import tune
@@ -21,11 +23,14 @@ from pirtune.stages.tune import tune
 
 def loop(cfg: LoopConfig, run: Run) -> Path:
     """Run every round, then write the run's report; return its path."""
+    # Before any round: a data problem (too few real images) stops the loop at once.
+    base_quality(cfg.quality, run, cfg.generator)
     for rnd in rounds(run, cfg.iterations, cfg.generator, cfg.pir_data):
         collect(cfg.collect, rnd)
         estimate(cfg.estimate, rnd)
         tune(cfg.tune, rnd)
         evaluate(cfg.evaluate, rnd)
+        round_quality(cfg.quality, rnd)
     return report(run)
 
 
