@@ -70,9 +70,23 @@ def test_two_rounds_write_every_file_and_a_full_report(make_cfg, tiny_generator,
     assert meta["provenance"]["tuned_from"] == str(run / "tuned.pt")
     assert meta["iteration"] == 3
 
+    # Quality: the generator before tuning, then each round's tuned generator.
+    before = json.loads((run / "quality_base.json").read_text())
+    after = {r: json.loads((folder / "quality.json").read_text())
+             for r, folder in ((1, run), (2, run / "round2"))}
+    assert before["generator"] == str(tiny_generator) and before["round"] == 0
+    assert after[1]["generator"] == str(run / "tuned.pt") and after[2]["round"] == 2
+    assert before["floor"] == after[1]["floor"] == after[2]["floor"]  # the same real sets
+
     text = report.read_text()
     positions = [text.index(heading) for heading in SECTIONS]
     assert positions == sorted(positions)
+    quality = text[text.index(HEADINGS["quality"]):text.index(HEADINGS["2"])]
+    assert ("| figure | before tuning | after round 1 | after round 2 | real-vs-real floor |"
+            in quality)
+    assert (f"| FID | {before['generated']['fid']:.3f} | {after[1]['generated']['fid']:.3f} | "
+            f"{after[2]['generated']['fid']:.3f} | {before['floor']['fid']:.3f} |") in quality
+    assert "| class acc. mountain |" in quality
     assert (run / "report" / "fig6_iterations.png").is_file()
     assert text.count("| color_red | colour / 1 colour |") == 2  # a table row per round
     # The tuning logged the estimated PIR, and the evaluation its figures.

@@ -126,6 +126,8 @@ def test_report_has_every_section_and_figure(sweep):
     assert "CPU-sized" in header and "`small_cnn`" in header and "ImageNet" in header
     assert "6 objectives, rounds 1, 2: 7 evaluations" in header and "α = 0.001" in header
     assert "iterations=2" not in sections(markdown)[report.HEADINGS["6"]]
+    # No run of the sweep scored its generators: the section says where the figures come from.
+    assert "No quality.json was found" in sections(markdown)[report.HEADINGS["quality"]]
 
 
 def test_two_runs_of_one_objective_are_told_apart(tmp_path):

@@ -212,6 +212,9 @@ def load_encoder(path: str | Path = SHIPPED) -> LandscapeEncoder:
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise UsageError(f"{path} is not a landscape encoder (format {FORMAT}); give the .pt "
                          "that scripts/train_encoder.py writes")
-    encoder = LandscapeEncoder(**saved["config"])
+    # Its initial weights are overwritten at once: drawing them must not move the
+    # caller's random state (a training run that measures quality as it goes).
+    with torch.random.fork_rng(devices=[]):
+        encoder = LandscapeEncoder(**saved["config"])
     encoder.load_state_dict(saved["state_dict"])
     return encoder.eval().requires_grad_(False)

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
 from pirtune.data.landscapes import CLASSES as PROCEDURAL_CLASSES
-from pirtune.metrics.encoder import load_encoder
+from pirtune.metrics.encoder import LandscapeEncoder, load_encoder
 
 
 def draw(dataset: Dataset, count: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -34,7 +34,13 @@ def class_names(dataset: Dataset) -> tuple[str, ...]:
     return tuple(getattr(dataset, "classes", PROCEDURAL_CLASSES))
 
 
-def class_reader(classes: tuple[str, ...]) -> nn.Module | None:
+def class_reader(classes: tuple[str, ...],
+                 encoder: LandscapeEncoder | None = None) -> nn.Module | None:
     """The landscape encoder's class head (logits [N, C]) when ``classes`` are the classes
-    it was trained to read (the procedural coast and mountain), else ``None``."""
-    return load_encoder().classifier if tuple(classes) == PROCEDURAL_CLASSES else None
+    it was trained to read (the procedural coast and mountain), else ``None``.
+
+    ``encoder`` is the one already loaded, if any; else the shipped one is loaded.
+    """
+    if tuple(classes) != PROCEDURAL_CLASSES:
+        return None
+    return (encoder or load_encoder()).classifier

@@ -1,9 +1,10 @@
 """Stage ``pretrain``: train the ACGAN on ``data`` (C.1) and write its generator bundle.
 
 Lightning checkpoints go to ``checkpoints/`` (``last.ckpt`` and periodic
-ones), sample grids to ``samples/`` and W&B, and the finished networks to
-``generator.pt`` (``pirtune.models.acgan.save_bundle``), logged as a
-``generator`` artifact. Running it again resumes from ``last.ckpt``.
+ones), sample grids to ``samples/`` and W&B, the quality figures
+(``pretrain/quality/*``, ``QualityCallback``) to the loggers, and the
+finished networks to ``generator.pt`` (``pirtune.models.acgan.save_bundle``),
+logged as a ``generator`` artifact. Running it again resumes from ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from pirtune.metrics.callback import QualityCallback
 from pirtune.models.acgan import STEPS_PER_ITERATION, ACGANModule, SampleGridCallback, save_bundle
 from pirtune.stages.config import PretrainConfig
 from pirtune.stages.rundir import BUNDLE_NAME, Run, begin_stage
@@ -47,6 +49,8 @@ def pretrain(cfg: PretrainConfig, run: Run) -> Path:
         SampleGridCallback(run.dir / "samples", cfg.sample_every, cfg.sample_per_class,
                            seed=cfg.seed),
     ]
+    if cfg.quality_samples:
+        callbacks.append(QualityCallback(cfg.sample_every, cfg.quality_samples, seed=cfg.seed))
     with track(run, "pretrain", record=record) as tracker:
         tracker.config(parameter_counts(generator=module.generator,
                                         discriminator=module.discriminator))
