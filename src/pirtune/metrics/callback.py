@@ -50,24 +50,25 @@ class QualityCallback(L.Callback):
         real, _ = draw(dataset, min(self.samples, len(dataset)), self.seed)
         self.classes = class_names(dataset)
         self.network = load_encoder().to(pl_module.device)
-        self.reader = class_reader(self.classes, self.network)
         self.real_features = extract(self.network, real)
         rng = torch.Generator().manual_seed(self.seed)
         self.z = torch.randn(self.samples, pl_module.latent_dim, generator=rng)
         self.labels = torch.arange(self.samples) % pl_module.num_classes
-        # Readability means something only when the generator draws the data's classes.
-        if pl_module.num_classes != len(self.classes):
-            self.reader = None
+        # Readability means something only when the encoder reads the data's classes
+        # and the generator draws them.
+        self.readable = (class_reader(self.classes, self.network) is not None
+                         and pl_module.num_classes == len(self.classes))
 
     def measure(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         """Score the module's sampler now and log the figures at its iteration."""
         if not trainer.is_global_zero or self.measured_at == module.iteration:
             return
-        images = render(module.sampler, self.z, self.labels)
-        readability = (class_accuracy(self.reader, images, self.labels)
-                       if self.reader is not None else None)
-        q = quality_from_features(self.real_features, extract(self.network, images), self.k,
-                                  self.kid_subsets, readability, seed=self.seed)
+        features = extract(self.network, render(module.sampler, self.z, self.labels))
+        # The class head on the features just extracted: one pass through the encoder, not two.
+        readability = (class_accuracy(self.network.class_head, features.float(), self.labels)
+                       if self.readable else None)
+        q = quality_from_features(self.real_features, features, self.k, self.kid_subsets,
+                                  readability, seed=self.seed)
         figures = q.as_dict(self.classes)
         accuracy = figures.pop("class_accuracy") or {}
         values = {f"pretrain/quality/{key}": value for key, value in figures.items()}
