@@ -67,8 +67,10 @@ class QualityCallback(L.Callback):
         # The class head on the features just extracted: one pass through the encoder, not two.
         readability = (class_accuracy(self.network.class_head, features.float(), self.labels)
                        if self.readable else None)
+        # KID's subsets: half the smaller set, so that they differ.
+        size = max(2, min(len(self.real_features), len(features)) // 2)
         q = quality_from_features(self.real_features, features, self.k, self.kid_subsets,
-                                  readability, seed=self.seed)
+                                  readability, self.seed, size)
         figures = q.as_dict(self.classes)
         accuracy = figures.pop("class_accuracy") or {}
         values = {f"pretrain/quality/{key}": value for key, value in figures.items()}

@@ -216,20 +216,22 @@ def figure_table(columns: Mapping[str, Quality], classes: Sequence[str]) -> list
 
 def quality_from_features(real: Tensor, fake: Tensor, k: int = 5, kid_subsets: int = 50,
                           readability: dict[int, float] | None = None,
-                          seed: int | None = None) -> Quality:
+                          seed: int | None = None,
+                          kid_subset_size: int | None = None) -> Quality:
     """Every distance between features [N, d] (real) and [M, d] (fake); ``readability``
-    (``class_accuracy``) is passed through; ``seed`` fixes KID's subsets."""
+    (``class_accuracy``) is passed through; ``seed`` and ``kid_subset_size`` are KID's
+    (``kid_from_features``)."""
     precision, recall = precision_recall(real, fake, k)
     density, coverage = density_coverage(real, fake, k)
-    kid_mean, kid_sd = kid_from_features(real, fake, subsets=kid_subsets, seed=seed)
+    kid_mean, kid_sd = kid_from_features(real, fake, kid_subsets, kid_subset_size, seed)
     return Quality(fid_from_features(real, fake), kid_mean, kid_sd, precision, recall, density,
                    coverage, readability)
 
 
 def compare(real: Tensor, sets: Mapping[str, tuple[Tensor, Tensor | None]],
             network: nn.Module | None = None, k: int = 5, classifier: nn.Module | None = None,
-            kid_subsets: int = 50, seed: int | None = None,
-            batch_size: int = 256) -> dict[str, Quality]:
+            kid_subsets: int = 50, seed: int | None = None, batch_size: int = 256,
+            kid_subset_size: int | None = None) -> dict[str, Quality]:
     """Every metric of each set against the same real images, whose features are extracted once.
 
     Args:
@@ -244,6 +246,7 @@ def compare(real: Tensor, sets: Mapping[str, tuple[Tensor, Tensor | None]],
         seed: KID's subsets are drawn with this seed, the same for every set (see
             ``kid_from_features``); ``None`` draws them from torch's global generator.
         batch_size: images per forward pass.
+        kid_subset_size: images in each of KID's subsets (see ``kid_from_features``).
     """
     _check_images(real, "real")
     network = _network(network)
@@ -256,7 +259,7 @@ def compare(real: Tensor, sets: Mapping[str, tuple[Tensor, Tensor | None]],
         readability = (class_accuracy(classifier, images, labels, batch_size)
                        if classifier is not None and labels is not None else None)
         out[name] = quality_from_features(real_features, extract(network, images, batch_size),
-                                          k, kid_subsets, readability, seed)
+                                          k, kid_subsets, readability, seed, kid_subset_size)
     return out
 
 

@@ -82,6 +82,12 @@ def score(cfg: QualityConfig, run: Run, generator: Path, out: Path, rnd: Round |
     return out
 
 
+def kid_subset_size(samples: int) -> int:
+    """KID's subsets: half of each set, at most torchmetrics' 1000, so their SD says
+    something (subsets of the whole set would all be the same)."""
+    return max(2, min(1000, samples // 2))
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,13 +126,15 @@ def _score(cfg: QualityConfig, path: Path, round_index: int | None,
     reader = reader.to(device) if reader is not None else None
     scores = compare(reference, {GENERATED: (samples, other_labels if conditional else None),
                                  FLOOR: (other, other_labels)},
-                     network, cfg.k, reader, cfg.kid_subsets, cfg.seed, cfg.batch_size)
+                     network, cfg.k, reader, cfg.kid_subsets, cfg.seed, cfg.batch_size,
+                     kid_subset_size(cfg.samples))
     feature_dim = int(extract(network, reference[:2]).shape[1])
     return QualityRecord(
         generator=str(path), generated=scores[GENERATED], floor=scores[FLOOR], classes=classes,
         features={"name": cfg.features.value, "dim": feature_dim},
         samples={GENERATED: cfg.samples, "real": cfg.samples, FLOOR: cfg.samples},
-        settings={"k": cfg.k, "kid_subsets": cfg.kid_subsets, "seed": cfg.seed,
+        settings={"k": cfg.k, "kid_subsets": cfg.kid_subsets,
+                  "kid_subset_size": kid_subset_size(cfg.samples), "seed": cfg.seed,
                   "data": {"root": cfg.data.get("root"), "resolution": int(real.shape[-1]),
                            "images": len(dataset)},
                   "generator_iteration": meta.get("iteration")},
