@@ -69,8 +69,9 @@ def test_every_stage_and_round_is_its_own_finished_run(make_cfg, tmp_path, offli
         rnd = next((t for t in r.tags if t.startswith("round:")), "")
         by_stage.setdefault((r.job_type, rnd), []).append(r)
         assert {"scale:cpu", "objective:color_red", f"stage:{r.job_type}"} <= set(r.tags)
-    expected = {(stage, f"round:{i}") for stage in ("collect", "estimate", "tune", "evaluate")
-                for i in (1, 2)} | {("report", "")}
+    expected = {(stage, f"round:{i}") for stage in ("collect", "estimate", "tune", "evaluate",
+                                                    "quality")
+                for i in (1, 2)} | {("report", ""), ("quality", "")}  # "": before tuning
     assert set(by_stage) == expected
     # The killed tuning resumed in its own W&B run: two folders, one id.
     first_tune = by_stage["tune", "round:1"]
@@ -90,6 +91,9 @@ def test_every_stage_and_round_is_its_own_finished_run(make_cfg, tmp_path, offli
     evaluate = by_stage["evaluate", "round:2"][0]
     assert {"tune/eval/cohens_d", "tune/eval/welch_p", "evaluate/samples"} \
         <= evaluate.history_keys
+    quality = by_stage["quality", "round:2"][0]
+    assert {"quality/generated/fid", "quality/floor/recall"} <= quality.history_keys
+    assert any(f.startswith("media/table/quality/figures") for f in quality.files)
     report = by_stage["report", ""][0]
     assert {"report/fig2", "report/fig6"} <= report.history_keys
 
@@ -122,7 +126,7 @@ def test_a_sequential_sweep_gives_one_group_per_job(tiny_generator, tmp_path, ti
     groups = {}
     for name in ("cpu-color_red", "cpu-color_blue"):
         runs = offline_runs(tmp_path / "runs" / name / "wandb")
-        assert sorted(r.job_type for r in runs) == ["collect", "estimate", "evaluate", "report",
-                                                    "tune"]
+        assert sorted(r.job_type for r in runs) == ["collect", "estimate", "evaluate", "quality",
+                                                    "quality", "report", "tune"]
         groups[name] = {r.group for r in runs}
     assert groups == {"cpu-color_red": {"cpu-color_red"}, "cpu-color_blue": {"cpu-color_blue"}}

@@ -67,7 +67,10 @@ def fid_from_features(real: Tensor, fake: Tensor) -> float:
     """Fréchet distance between the Gaussians fitted to features [N, d] and [M, d]
     (torchmetrics' computation, in float64)."""
     _check_features(real, fake)
-    metric = FrechetInceptionDistance(feature=_Given(real.shape[1]), reset_real_features=True)
+    # The features are all here: no gathering across processes (under DDP only rank 0
+    # computes the metrics, and a gather would wait for the others forever).
+    metric = FrechetInceptionDistance(feature=_Given(real.shape[1]), reset_real_features=True,
+                                      sync_on_compute=False)
     metric.set_dtype(torch.float64)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
@@ -91,7 +94,7 @@ def kid_from_features(real: Tensor, fake: Tensor, subsets: int = 50,
         raise UsageError(f"subset_size={size} exceeds the smaller set "
                          f"({min(len(real), len(fake))} images); give a smaller one")
     metric = KernelInceptionDistance(feature=_Given(real.shape[1]), subsets=subsets,
-                                     subset_size=size)
+                                     subset_size=size, sync_on_compute=False)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     if seed is None:
