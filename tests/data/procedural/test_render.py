@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pirtune.data.landscapes import render_batch, render_landscape, write_imagefolder
+from pirtune.data.procedural import render_batch, render_landscape, write_imagefolder
 
 SCENES = {
     (0, 0, 16): "5831a5f1a55fb30ebda7d906e4c8955055a7dfba9dc2b4f5a944c42f25ab4983",
