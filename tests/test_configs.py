@@ -130,7 +130,7 @@ def test_sweep_launchers_compose(launcher, target):
 
 def test_imagefolder_option_trains_on_a_folder(make_cfg, tmp_path):
     from pirtune import train
-    from pirtune.data.landscapes import write_imagefolder
+    from pirtune.data.procedural import write_imagefolder
 
     write_imagefolder(tmp_path / "photos", n=8, resolution=24)
     cfg = make_cfg("data=imagefolder", f"data.root={tmp_path / 'photos'}", "data.num_workers=0",

@@ -64,6 +64,8 @@ def test_every_stage_and_round_is_its_own_finished_run(make_cfg, tmp_path, offli
 
     runs = offline_runs(Path(cfg.run_dir) / "wandb")
     assert all(r.finished and r.group == cfg.name for r in runs)
+    # Every metric's x-axis is the stage's iteration, which the tracker logs.
+    assert all(r.step_metrics.get("*") == "trainer/global_step" for r in [pretrain, *runs])
     by_stage: dict[tuple[str, str], list] = {}
     for r in runs:
         rnd = next((t for t in r.tags if t.startswith("round:")), "")
@@ -130,3 +132,22 @@ def test_a_sequential_sweep_gives_one_group_per_job(tiny_generator, tmp_path, ti
                                                     "quality", "report", "tune"]
         groups[name] = {r.group for r in runs}
     assert groups == {"cpu-color_red": {"cpu-color_red"}, "cpu-color_blue": {"cpu-color_blue"}}
+
+
+def test_a_stage_prints_no_wandb_notice_nobody_can_act_on(tiny_generator, tmp_path,
+                                                          tiny_overrides, offline):
+    # Not silenced by WANDB_SILENT: W&B's own console output is what is checked.
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SILENT"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pirtune.train", "stage=collect", f"run_dir={tmp_path / 'run'}",
+         *tiny_overrides, "logger=default", f"generator_ckpt={tiny_generator}", *LOOP],
+        capture_output=True, text=True, timeout=300, env={**env, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert "collect:" in console  # the stage's own line is there
+    assert "anonymous setting" not in console
+    assert "Adding directory to artifact" not in console
+    [run] = offline_runs(tmp_path / "run" / "wandb")
+    assert [a[:2] for a in run.artifacts if a[1] != "run_table"] == [("cpu-color_blue-pir_data",
+                                                                       "pir-dataset")]

@@ -58,6 +58,7 @@ class OfflineRun:
     history_keys: set[str] = field(default_factory=set)
     files: list[str] = field(default_factory=list)
     artifacts: list[tuple[str, str, dict]] = field(default_factory=list)  # name, type, metadata
+    step_metrics: dict[str, str] = field(default_factory=dict)  # metric or glob -> its x-axis
     finished: bool = False
 
     @classmethod
@@ -81,6 +82,9 @@ class OfflineRun:
             elif kind == "artifact":
                 a = record.artifact
                 run.artifacts.append((a.name, a.type, json.loads(a.metadata or "{}")))
+            elif kind == "metric":
+                m = record.metric
+                run.step_metrics[m.name or m.glob_name] = m.step_metric
             elif kind == "exit":
                 run.finished = True
         return run

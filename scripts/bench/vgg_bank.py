@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from pirtune.data.landscapes import render_batch
+from pirtune.data.procedural import render_batch
 from pirtune.objectives import VGGFeatureBank, score_all
 
 

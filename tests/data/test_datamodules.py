@@ -1,4 +1,4 @@
-"""LandscapeDataModule: procedural scenes, real ImageFolders, and the errors for bad folders."""
+"""ImageDataModule: procedural scenes, real ImageFolders, and the errors for bad folders."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from pirtune.data.datamodules import LandscapeDataModule
-from pirtune.data.landscapes import render_batch, write_imagefolder
+from pirtune.data.datamodules import ImageDataModule
+from pirtune.data.procedural import render_batch, write_imagefolder
 from pirtune.errors import UsageError
 
 
 def test_procedural_set_is_balanced_uint8_and_cached(tmp_path):
-    dm = LandscapeDataModule(num_images=12, resolution=16, batch_size=4, seed=3,
-                             cache_dir=str(tmp_path))
+    dm = ImageDataModule(num_images=12, resolution=16, batch_size=4, seed=3,
+                         cache_dir=str(tmp_path))
     dm.setup()
     images, labels = dm.train_set.tensors
     assert images.dtype == torch.uint8 and images.shape == (12, 3, 16, 16)
@@ -23,14 +23,14 @@ def test_procedural_set_is_balanced_uint8_and_cached(tmp_path):
     expected = render_batch([3 * 1_000_003 + 5], [1], 16)[0]
     torch.testing.assert_close(images[5].float() / 255, expected, atol=0.5 / 255, rtol=0)
     (cache,) = tmp_path.iterdir()
-    again = LandscapeDataModule(num_images=12, resolution=16, seed=3, cache_dir=str(tmp_path))
+    again = ImageDataModule(num_images=12, resolution=16, seed=3, cache_dir=str(tmp_path))
     again.setup()
     assert torch.equal(again.train_set.tensors[0], images)
     assert list(tmp_path.iterdir()) == [cache]
 
 
 def test_batches_reach_the_model_in_minus_one_to_one():
-    dm = LandscapeDataModule(num_images=8, resolution=16, batch_size=8, hflip=False)
+    dm = ImageDataModule(num_images=8, resolution=16, batch_size=8, hflip=False)
     raw_images, raw_labels = next(iter(dm.train_dataloader()))
     images, labels = dm.to_model_input((raw_images, raw_labels))
     assert images.dtype == torch.float32 and images.shape == (8, 3, 16, 16)
@@ -40,7 +40,7 @@ def test_batches_reach_the_model_in_minus_one_to_one():
 
 def test_hflip_flips_some_images_and_only_mirrors_them():
     torch.manual_seed(0)
-    dm = LandscapeDataModule(num_images=64, resolution=16, batch_size=64, hflip=True)
+    dm = ImageDataModule(num_images=64, resolution=16, batch_size=64, hflip=True)
     raw, labels = next(iter(dm.train_dataloader()))
     images, _ = dm.to_model_input((raw, labels))
     plain = raw.float() / 127.5 - 1
@@ -52,7 +52,7 @@ def test_hflip_flips_some_images_and_only_mirrors_them():
 
 def test_imagefolder_of_photos_loads_resized(tmp_path):
     write_imagefolder(tmp_path / "photos", n=6, resolution=24)
-    dm = LandscapeDataModule(root=str(tmp_path / "photos"), resolution=16, batch_size=2)
+    dm = ImageDataModule(root=str(tmp_path / "photos"), resolution=16, batch_size=2)
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
     assert set(labels.tolist()) <= {0, 1}
@@ -74,8 +74,8 @@ def test_bad_folders_name_the_path(tmp_path, case):
     bad = root / "mountain" / "000001.png"
     if case == "unreadable":
         _corrupt(bad)
-    dm = LandscapeDataModule(root=str(root), resolution=16,
-                             num_classes=3 if case == "classes" else 2)
+    dm = ImageDataModule(root=str(root), resolution=16,
+                         num_classes=3 if case == "classes" else 2)
     expected = {"missing": f"{root} does not exist", "empty": f"{root} holds no images",
                 "no_images": f"{root} holds no images", "unreadable": f"cannot read image {bad}",
                 "classes": "has 2 classes (coast, mountain) but data.num_classes=3"}[case]

@@ -170,7 +170,7 @@ def test_a_training_module_is_evaluated_frozen_at_the_requested_temperature():
 @pytest.mark.slow
 def test_estimator_learns_a_colour_objective(tmp_path):
     """1000 landscapes, blue-share PIR with 1000 impressions each (C.4.3): ranks held-out images."""
-    from pirtune.data.landscapes import render_batch
+    from pirtune.data.procedural import render_batch
 
     start = time.perf_counter()
     L.seed_everything(0, verbose=False)

@@ -1,6 +1,6 @@
 """LightningDataModules: the images a GAN learns from, and the PIR data an estimator learns from.
 
-``LandscapeDataModule`` serves either the embedded procedural landscapes
+``ImageDataModule`` serves either the embedded procedural landscapes
 (``root=None``) or any ImageFolder of real photos (``root=<folder>``). Both
 paths yield uint8 images [B, 3, R, R] and class indices; the conversion to
 the generator's [-1, 1] range and the random horizontal flip happen once per
@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from pirtune.data import landscapes
+from pirtune.data import procedural
 from pirtune.data.pir_dataset import PIRRecords, read_pir_datasets
 from pirtune.errors import UsageError
 from pirtune.files import atomic_write
@@ -65,7 +65,7 @@ def check_imagefolder(root: Path) -> None:
             ) from err
 
 
-class LandscapeDataModule(L.LightningDataModule):
+class ImageDataModule(L.LightningDataModule):
     """Images and classes for ACGAN training.
 
     Args:
@@ -138,8 +138,10 @@ class LandscapeDataModule(L.LightningDataModule):
             return None
         # The renderer's source is part of the key, so an edited renderer never
         # serves stale scenes.
-        source = Path(landscapes.__file__).read_bytes()
-        key = hashlib.sha256(source).hexdigest()[:12]
+        source = hashlib.sha256()
+        for path in sorted(Path(procedural.__file__).parent.glob("*.py")):
+            source.update(path.name.encode() + b"\0" + path.read_bytes())
+        key = source.hexdigest()[:12]
         name = f"landscapes-n{self.num_images}-r{self.resolution}-s{self.seed}-{key}.pt"
         return self.cache_dir / name
 
@@ -152,7 +154,7 @@ class LandscapeDataModule(L.LightningDataModule):
             seeds = [self.seed * 1_000_003 + i for i in range(self.num_images)]
             log.info("rendering %d procedural landscapes at %d px", self.num_images,
                      self.resolution)
-            images = (landscapes.render_batch(seeds, labels.tolist(), self.resolution) * 255)
+            images = (procedural.render_batch(seeds, labels.tolist(), self.resolution) * 255)
             images = images.round().to(torch.uint8)
             if cache is not None:
                 # Parallel sweep jobs may render the same set at once: each writes

@@ -29,7 +29,10 @@ CHANNELS: dict[str, int] = {"red": 0, "green": 1, "blue": 2}
 
 
 def colour_name(colours: Sequence[str]) -> str:
-    """The objective's name, e.g. ``color_red_blue``; also names its run directory."""
+    """The objective's name, e.g. ``color_red_blue``; also names its run directory.
+
+    Names keep the paper's spelling (C.4.3), as the config files and the README do.
+    """
     return "color_" + "_".join(colours)
 
 

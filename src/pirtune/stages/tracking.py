@@ -12,6 +12,11 @@ the media, table and artifact calls do nothing.
 W&B cannot record an artifact's use offline, so every artifact's metadata
 names the artifacts it was made from (``inputs``); online runs also call
 ``use_artifact``, which draws the lineage graph.
+
+The W&B run is started here and handed to Lightning's ``WandbLogger``
+(``experiment=``): the logger would start it with ``anonymous=None``, which
+W&B answers with a deprecation warning on every stage, and would switch
+offline mode through the process-wide ``WANDB_MODE``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
@@ -113,20 +118,24 @@ class StageTracker:
         artifact = wandb.Artifact(name, type=kind,
                                   metadata={**(metadata or {}), "path": str(path),
                                             "inputs": [n for n, _ in uses]})
-        if path.is_dir():
-            artifact.add_dir(str(path))
-        else:
-            artifact.add_file(str(path))
+        _add(artifact, path)
         if not self.wandb.settings._offline:
             for used, used_path in uses:
                 source = wandb.Artifact(used, type=_kind_of(used_path))
-                if used_path.is_dir():
-                    source.add_dir(str(used_path))
-                else:
-                    source.add_file(str(used_path))
+                _add(source, used_path)
                 self.wandb.use_artifact(source)
         self.wandb.log_artifact(artifact)
         return name
+
+
+def _add(artifact: Any, path: Path) -> None:
+    """Add a file, or each file of a folder under its relative path, to a W&B artifact."""
+    # Not add_dir: it prints "Adding directory to artifact ... Done." whatever the settings.
+    if path.is_dir():
+        for file in sorted(f for f in path.rglob("*") if f.is_file()):
+            artifact.add_file(str(file), name=file.relative_to(path).as_posix())
+    else:
+        artifact.add_file(str(path))
 
 
 def _kind_of(path: Path) -> str:
@@ -163,10 +172,36 @@ def _logger(spec: dict[str, Any], run: Run, stage: str, rnd: Round | None,
                            version=_csv_version(run.dir / "logs" / stage, suffix))
     if target.endswith("WandbLogger"):
         title = f"{run.name}/{stage}" + (f"/{suffix}" if suffix else "")
-        return instantiate(spec, save_dir=str(run.dir), name=title, group=run.name,
-                           job_type=stage, tags=_tags(run, stage, rnd),
-                           id=None if record is None else record.wandb_id, resume="allow")
+        return _wandb_logger(spec, run.dir, dict(
+            name=title, group=run.name, job_type=stage, tags=_tags(run, stage, rnd),
+            id=None if record is None else record.wandb_id, resume="allow"))
     return instantiate(spec)
+
+
+# WandbLogger's own arguments; the rest of logger.wandb are wandb.init's, as in Lightning.
+_LOGGER_ARGS = ("log_model", "prefix", "checkpoint_name", "add_file_policy")
+
+
+def _wandb_logger(spec: dict[str, Any], folder: Path, stage_init: dict[str, Any]) -> Logger:
+    """``spec``'s WandbLogger around a W&B run started with ``stage_init`` in ``folder``."""
+    options = instantiate({k: v for k, v in spec.items() if k != "_target_"}, _convert_="all")
+    logger_args = {k: options.pop(k) for k in _LOGGER_ARGS if k in options}
+    for lightning_only in ("save_dir", "anonymous"):
+        options.pop(lightning_only, None)
+    if options.pop("offline", False):
+        options["mode"] = "offline"
+    init = {**options, **stage_init, "dir": str(folder)}
+    experiment = None
+    if rank_zero_only.rank == 0:  # DDP's other processes get Lightning's dummy run
+        import wandb
+
+        experiment = wandb.init(**init)
+        # The step axis WandbLogger defines when it starts the run itself.
+        experiment.define_metric("trainer/global_step")
+        experiment.define_metric("*", step_metric="trainer/global_step", step_sync=True)
+    return get_class(spec["_target_"])(experiment=experiment, save_dir=str(folder),
+                                       name=init["name"], project=init.get("project"),
+                                       id=init["id"], **logger_args)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import uvicorn
 
-from pirtune.data.landscapes import CLASSES
+from pirtune.data.procedural import CLASSES
 from pirtune.errors import UsageError
 from pirtune.models.acgan import load_bundle
 from pirtune.paths import SHIPPED_GENERATOR, runs_root

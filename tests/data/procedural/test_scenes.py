@@ -1,4 +1,4 @@
-"""Tests for the procedural coast/mountain scenes in ``pirtune.data.landscapes``."""
+"""Tests for the procedural coast/mountain scenes in ``pirtune.data.procedural``."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from pirtune.data.landscapes import (
+from pirtune.data import landscapes, procedural
+from pirtune.data.procedural import (
     CLASSES,
-    _image_seed,
     main,
     render_batch,
     render_landscape,
     write_imagefolder,
 )
+from pirtune.data.procedural.imagefolder import _image_seed
 
 
 @functools.cache
@@ -174,3 +175,9 @@ def test_cli_rejects_bad_values(tmp_path, capsys, flag: str, value: str) -> None
         main(["--out", str(tmp_path), flag, value])
     assert info.value.code == 2
     assert value in capsys.readouterr().err
+
+
+def test_landscapes_module_reexports_the_package() -> None:
+    # Older imports (and the pirtune-landscapes script of an existing install) use it.
+    for name in procedural.__all__:
+        assert getattr(landscapes, name) is getattr(procedural, name)
