@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from pirtune import train
-from pirtune.data.landscapes import render_batch
+from pirtune.data.procedural import render_batch
 from pirtune.errors import UsageError
 from pirtune.metrics import (
     class_accuracy,

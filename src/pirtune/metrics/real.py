@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from pirtune.data.landscapes import CLASSES as PROCEDURAL_CLASSES
+from pirtune.data.procedural import CLASSES as PROCEDURAL_CLASSES
 from pirtune.metrics.encoder import LandscapeEncoder, load_encoder
 
 
