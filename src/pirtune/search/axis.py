@@ -52,10 +52,8 @@ AXIS_DRAWS = 8  # random axis pairs drawn per round, for when the first is wedge
 WEDGED = 0.01  # a pair whose shorter step is below this share of the step is wedged
 
 
-def random_axes(rng: np.random.Generator, dim: int, avoid: list[np.ndarray],
-                draws: int = 1) -> np.ndarray:
-    """``draws`` pairs of orthonormal random axes [draws, 2, dim], each perpendicular to
-    every vector in ``avoid``."""
+def avoided_span(dim: int, avoid: list[np.ndarray]) -> np.ndarray:
+    """An orthonormal basis [dim, m] of the span of ``avoid`` (m may be 0)."""
     if avoid:
         q, r = np.linalg.qr(np.stack(avoid).T)              # [dim, m]: the avoided span
         q = q[:, np.abs(np.diag(r)) > 1e-9]
@@ -64,19 +62,21 @@ def random_axes(rng: np.random.Generator, dim: int, avoid: list[np.ndarray],
     if dim - q.shape[1] < 2:
         raise UsageError(f"no two axes are left in {dim} dimensions after avoiding "
                          f"{q.shape[1]} directions")
-    pairs = []
-    for _ in range(draws):
-        axes: list[np.ndarray] = []
-        while len(axes) < 2:
-            w = rng.standard_normal(dim)
-            w -= q @ (q.T @ w)
-            for axis in axes:
-                w -= (w @ axis) * axis
-            norm = np.linalg.norm(w)
-            if norm > 1e-9:  # a draw inside the avoided span (measure zero) is drawn again
-                axes.append(w / norm)
-        pairs.append(np.stack(axes))
-    return np.stack(pairs)
+    return q
+
+
+def axis_pair(rng: np.random.Generator, span: np.ndarray) -> np.ndarray:
+    """Two orthonormal random axes [2, dim], perpendicular to ``span`` [dim, m]."""
+    axes: list[np.ndarray] = []
+    while len(axes) < 2:
+        w = rng.standard_normal(span.shape[0])
+        w -= span @ (span.T @ w)
+        for axis in axes:
+            w -= (w @ axis) * axis
+        norm = np.linalg.norm(w)
+        if norm > 1e-9:  # a draw inside the avoided span (measure zero) is drawn again
+            axes.append(w / norm)
+    return np.stack(axes)
 
 
 class AxisSearch(FourChoiceSearch):
@@ -161,16 +161,20 @@ class AxisSearch(FourChoiceSearch):
         round_ = self.rounds + 1
         avoid = [self.chosen_axis] if self.memory and self.chosen_axis is not None else []
         rng = np.random.default_rng([self.seed, round_])
-        pairs = random_axes(rng, self.dim, [*avoid, *self._active_normals()], AXIS_DRAWS)
+        span = avoided_span(self.dim, [*avoid, *self._active_normals()])
+        pairs = axis_pair(rng, span)[None]                               # [1, 2, k]
         # Both candidates on an axis are equally far from the centre (the paper's "equal
         # length apart"), so "+u beats −u" means the target lies beyond the centre along
         # u, and the cut through the centre is right: a boundary shortens both.
         # The first pair, unless a boundary cuts its shorter step below WEDGED·step: then
-        # the pair whose shorter step is longest (choosing among pairs always would steer
-        # the axes away from the boundaries, which surround the target, and slow the search).
-        all_steps = self._axis_steps(pairs[:1])
+        # the pair whose shorter step is longest among AXIS_DRAWS (choosing among pairs
+        # always would steer the axes away from the boundaries, which surround the target,
+        # and slow the search).
+        all_steps = self._axis_steps(pairs)
         if all_steps[0].min() < WEDGED * self.step:
-            all_steps = np.concatenate([all_steps, self._axis_steps(pairs[1:])])
+            more = np.stack([axis_pair(rng, span) for _ in range(AXIS_DRAWS - 1)])
+            pairs = np.concatenate([pairs, more])
+            all_steps = np.concatenate([all_steps, self._axis_steps(more)])
         best = int(np.argmax(all_steps.min(axis=1)))
         (u, v), (step_u, step_v) = pairs[best], all_steps[best]
         steps = np.array([step_u, step_u, step_v, step_v])
