@@ -114,7 +114,7 @@ def _coretypes() -> list[str]:
 
 
 def test_a_session_replays_identically_under_other_blas_kernels():
-    coretypes = _coretypes()
+    coretypes = _coretypes()[-2:]  # the two newest this CPU runs
     if len(coretypes) < 2:
         pytest.skip("this CPU runs fewer than two OpenBLAS kernels")
     logged, picks = _logged_session("axis")
