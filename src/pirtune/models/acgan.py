@@ -31,7 +31,8 @@ from torchvision.utils import save_image
 
 from pirtune.errors import UsageError
 from pirtune.files import atomic_write
-from pirtune.models.losses import discriminator_loss, generator_loss
+from pirtune.models.augment import diff_augment, parse_policy
+from pirtune.models.losses import SourceLoss, discriminator_loss, generator_loss
 from pirtune.models.protocol import ImageGenerator
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,14 @@ class ACGANModule(L.LightningModule):
             jitter of GAN training (as in ProGAN/StyleGAN). Not in the paper.
         compile_mode: ``None``, or a ``torch.compile`` mode for both networks
             (``"reduce-overhead"`` captures CUDA graphs: the GPU fast path).
+        loss: ``"paper"`` (C.1's log-likelihoods) or ``"hinge"`` for the source
+            terms (``pirtune.models.losses``). Not in the paper.
+        augment: ``None``, or a DiffAugment policy such as
+            ``"translation,cutout"`` applied to every image D sees, real and
+            fake, in both updates (``pirtune.models.augment``). Not in the paper.
+        r1_gamma: weight γ of the R1 penalty γ/2·E‖∇ₓ a(x_real)‖² on the
+            discriminator's source value at real images (Mescheder et al.
+            2018); 0 turns it off. Not in the paper.
     """
 
     log_prefix = "pretrain/train"  # metric names: <log_prefix>/d_loss, ...
@@ -71,6 +80,9 @@ class ACGANModule(L.LightningModule):
         w_real_class: float = 1.0,
         ema_decay: float | None = None,
         compile_mode: str | None = None,
+        loss: SourceLoss = "paper",
+        augment: str | None = None,
+        r1_gamma: float = 0.0,
     ) -> None:
         super().__init__()
         # The networks (and the tuning module's estimator) are saved as weights; the
@@ -85,6 +97,13 @@ class ACGANModule(L.LightningModule):
         self.w_fake_class = w_fake_class
         self.w_real_class = w_real_class
         self.compile_mode = compile_mode
+        if loss not in ("paper", "hinge"):
+            raise UsageError(f"model.loss={loss!r} is unknown; choose paper or hinge")
+        if r1_gamma < 0:
+            raise UsageError(f"model.r1_gamma={r1_gamma} must be ≥ 0 (0 turns R1 off)")
+        self.loss = loss
+        self.augmentations = parse_policy(augment)
+        self.r1_gamma = r1_gamma
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
             if not 0 < ema_decay < 1:
@@ -147,6 +166,12 @@ class ACGANModule(L.LightningModule):
             return out
         return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
 
+    def _discriminate(self, images: torch.Tensor):
+        """D's (source, class logits) for ``images``, augmented when ``augment`` asks."""
+        if self.augmentations:
+            images = diff_augment(images, self.augmentations)
+        return self._run(self.discriminator, images)
+
     def _logging_now(self) -> bool:
         # Lightning writes step metrics every `log_every_n_steps` batches (one
         # batch is one iteration here) and on the last; computing the
@@ -173,17 +198,26 @@ class ACGANModule(L.LightningModule):
         self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, log: bool
     ) -> dict[str, torch.Tensor]:
         d_opt, _ = self.optimizers()
-        real_source, real_class_logits = self._run(self.discriminator, real)
-        fake_source, _ = self._run(self.discriminator, fake)
+        if self.r1_gamma:
+            real = real.detach().requires_grad_(True)
+        real_source, real_class_logits = self._discriminate(real)
+        fake_source, _ = self._discriminate(fake)
         loss = discriminator_loss(
-            real_source, fake_source, real_class_logits, real_labels, self.w_real_class
+            real_source, fake_source, real_class_logits, real_labels, self.w_real_class,
+            self.loss,
         )
+        total = loss.total
+        if self.r1_gamma:
+            (grad,) = torch.autograd.grad(real_source.sum(), real, create_graph=True)
+            r1 = grad.pow(2).flatten(1).sum(1).mean()
+            total = total + self.r1_gamma / 2 * r1
         d_opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss.total)
+        self.manual_backward(total)
         d_opt.step()
         if not log:
             return {}
-        return {
+        extra = {"d_r1": r1.detach()} if self.r1_gamma else {}
+        return {**extra,
             "d_loss": loss.total.detach(),
             "d_real": loss.real.detach(),
             "d_fake": loss.fake.detach(),
@@ -214,8 +248,9 @@ class ACGANModule(L.LightningModule):
         self, fake: torch.Tensor, fake_labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The generator's loss on ``fake`` and its logged parts (C.1)."""
-        fake_source, fake_class_logits = self._run(self.discriminator, fake)
-        loss = generator_loss(fake_source, fake_class_logits, fake_labels, self.w_fake_class)
+        fake_source, fake_class_logits = self._discriminate(fake)
+        loss = generator_loss(fake_source, fake_class_logits, fake_labels, self.w_fake_class,
+                              self.loss)
         return loss.total, {"g_fools": loss.fools, "g_fake_class": loss.fake_class}
 
 

@@ -23,6 +23,10 @@ Choices the paper leaves open, stated here once:
 * ``width`` scales every depth (rounded, at least 1 channel group of 4), and
   ``resolution`` (a power of two, ≥ 8) sets the number of upsampling steps:
   depths keep the paper's pattern of halving towards the output.
+* ``Discriminator(norm="spectral")`` (not in the paper) replaces the
+  discriminator's batch norm by spectral normalisation of every conv and
+  linear layer (Miyato et al. 2018): the usual partner of the hinge loss and
+  of ``pirtune.models.augment``.
 * ``norm="batch"`` adds batch norm after the generator's FC layer and each
   hidden conv. The paper uses none; on a CPU budget it is what makes a
   quarter-width generator draw scenes rather than grey (see README, "CPU
@@ -39,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 GeneratorNorm = Literal["none", "batch"]
+DiscriminatorNorm = Literal["batch", "spectral"]
 
 LATENT_FC_DEPTH = 512  # C.2: the FC layer maps the latent to a 4×4×512 image
 DISCRIMINATOR_DEPTHS = (16, 32, 64, 128, 256, 512)
@@ -139,6 +144,7 @@ class Discriminator(nn.Module):
         resolution: input side in pixels, divisible by 8.
         width: multiplier on every depth (1.0 is the paper).
         dropout: dropout probability after the 1st, 3rd and 5th layers.
+        norm: ``"batch"`` (the paper) or ``"spectral"``.
     """
 
     def __init__(
@@ -147,28 +153,33 @@ class Discriminator(nn.Module):
         resolution: int = 64,
         width: float = 1.0,
         dropout: float = 0.3,
+        norm: DiscriminatorNorm = "batch",
     ) -> None:
         super().__init__()
         if resolution % 8:
             raise ValueError(f"resolution {resolution} is not supported; use a multiple of 8")
+        if norm not in ("batch", "spectral"):
+            raise ValueError(
+                f"discriminator norm {norm!r} is unknown; choose 'batch' or 'spectral'")
+        spectral = norm == "spectral"
+        wrap = nn.utils.parametrizations.spectral_norm if spectral else (lambda layer: layer)
         layers: list[nn.Module] = []
         d_in = 3
         for i, (depth, stride) in enumerate(
             zip(DISCRIMINATOR_DEPTHS, DISCRIMINATOR_STRIDES, strict=True)
         ):
             d_out = scaled_depth(depth, width)
-            layers += [
-                nn.Conv2d(d_in, d_out, kernel_size=3, stride=stride, padding=1),
-                nn.BatchNorm2d(d_out),
-                nn.LeakyReLU(0.2),
-            ]
+            layers.append(wrap(nn.Conv2d(d_in, d_out, kernel_size=3, stride=stride, padding=1)))
+            if not spectral:
+                layers.append(nn.BatchNorm2d(d_out))
+            layers.append(nn.LeakyReLU(0.2))
             if i in DISCRIMINATOR_DROPOUT_AFTER:
                 layers.append(nn.Dropout(dropout))
             d_in = d_out
         self.features = nn.Sequential(*layers)
         features = d_in * (resolution // 8) ** 2
-        self.source = nn.Linear(features, 1)
-        self.classify = nn.Linear(features, num_classes)
+        self.source = wrap(nn.Linear(features, 1))
+        self.classify = wrap(nn.Linear(features, num_classes))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-tanh source values [B] and class logits [B, num_classes].

@@ -20,6 +20,7 @@ from torch import nn
 from pirtune.errors import UsageError
 from pirtune.estimator.module import FrozenPIREstimator
 from pirtune.models.acgan import ACGANModule, OptimizerFactory, load_bundle
+from pirtune.models.losses import SourceLoss
 
 
 class PIRTuningModule(ACGANModule):
@@ -32,6 +33,8 @@ class PIRTuningModule(ACGANModule):
         w_pir: weight of the estimated-PIR term (paper: 1000).
         w_fake_class, w_real_class: as in pre-training.
         ema_decay: ``None``, or a moving average of the tuned generator (see ACGANModule).
+        loss, augment, r1_gamma: the discriminator's training as in pre-training
+            (``from_bundle`` takes them from the bundle; see ACGANModule).
     """
 
     log_prefix = "tune/train"
@@ -48,9 +51,12 @@ class PIRTuningModule(ACGANModule):
         w_real_class: float = 1.0,
         ema_decay: float | None = None,
         compile_mode: str | None = None,
+        loss: SourceLoss = "paper",
+        augment: str | None = None,
+        r1_gamma: float = 0.0,
     ) -> None:
         super().__init__(generator, discriminator, g_optimizer, d_optimizer, w_fake_class,
-                         w_real_class, ema_decay, compile_mode)
+                         w_real_class, ema_decay, compile_mode, loss, augment, r1_gamma)
         if not isinstance(estimator, FrozenPIREstimator):
             raise UsageError(f"estimator must be a FrozenPIREstimator, not "
                              f"{type(estimator).__name__}; load it with load_estimator")
@@ -81,6 +87,9 @@ class PIRTuningModule(ACGANModule):
         model = meta["model"]
         optimizers = {name: instantiate({**model[name], "lr": lr})
                       for name in ("g_optimizer", "d_optimizer")}
+        # Bundles written before these options existed trained with the paper's D.
+        trained = {"loss": "paper", "augment": None, "r1_gamma": 0.0}
         kwargs = {"w_fake_class": model["w_fake_class"], "w_real_class": model["w_real_class"],
+                  **{key: model.get(key, default) for key, default in trained.items()},
                   **kwargs}
         return cls(generator, discriminator, estimator, **optimizers, **kwargs), meta
