@@ -2,6 +2,11 @@
 
     OMP_WAIT_POLICY=PASSIVE python scripts/bench/quality.py                 # shipped generator
     python scripts/bench/quality.py --generator new=runs/x/generator.pt     # more rows
+    python scripts/bench/quality.py --generator a=A.pt --minutes a=95       # training time
+
+Each generator also gets a row in a table of recipes: its training recipe
+(read from the bundle's model config), iterations, training minutes (the
+bundle's provenance, or ``--minutes``) and its headline figures.
 
 Real scenes are fresh procedural ones at 32 px (two disjoint sets, seeds from
 40,000,000 and 41,000,000, classes alternating), never seen by the encoder.
@@ -100,6 +105,40 @@ def _fmt(row: dict) -> str:
     return f"| {row['name']} | " + " | ".join(q.cells(CLASSES).values()) + " |"
 
 
+def recipe(model: dict) -> str:
+    """A one-line summary of how a bundle's networks were trained (its model config)."""
+    g, d = model["generator"], model["discriminator"]
+    d_opt = model["d_optimizer"]["_target_"].rsplit(".", 1)[-1]
+    parts = [f"G ×{g.get('width', 1)} {g.get('norm', 'none')} norm",
+             f"D ×{d.get('width', 1)} {d.get('norm', 'batch')} norm",
+             f"{model.get('loss', 'paper')} loss",
+             f"G lr {model['g_optimizer']['lr']:g}, D {d_opt} lr {model['d_optimizer']['lr']:g}",
+             f"w_fake_class {model.get('w_fake_class')}"]
+    if model.get("augment"):
+        parts.append(f"DiffAugment {model['augment']}")
+    if model.get("r1_gamma"):
+        parts.append(f"R1 γ {model['r1_gamma']:g}")
+    if model.get("ema_decay"):
+        parts.append(f"EMA {model['ema_decay']}")
+    return ", ".join(parts)
+
+
+def recipes_table(result: dict) -> list[str]:
+    rows = {row["name"]: row for row in result["rows"]}
+    lines = ["| generator | recipe | iterations | minutes | FID | KID ×10³ | precision | recall | "
+             + " | ".join(f"class acc. {c}" for c in CLASSES) + " |",
+             "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(CLASSES)]
+    for name, info in result["recipes"].items():
+        row = rows[name]
+        minutes = f"{info['minutes']:.0f}" if info.get("minutes") is not None else "–"
+        accuracy = row.get("class_accuracy") or {}
+        lines.append(
+            f"| {name} | {info['recipe']} | {info['iterations']} | {minutes} | {row['fid']:.2f} | "
+            f"{row['kid'] * 1e3:.1f} | {row['precision']:.3f} | {row['recall']:.3f} | "
+            + " | ".join(f"{accuracy.get(c, float('nan')):.3f}" for c in CLASSES) + " |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     c = result["cost"]
     enc = result["encoder"]
@@ -122,6 +161,9 @@ def markdown(result: dict) -> str:
         "generator, the class it was asked for).",
         "",
     ]
+    if result.get("recipes"):
+        lines += ["Recipes tried (iterations and minutes of pre-training on the CPU named in "
+                  "the generator's provenance):", "", *recipes_table(result), ""]
     if enc:
         held = enc["held_out"]
         lines += [
@@ -152,6 +194,9 @@ def main() -> None:
     parser.add_argument("--generator", action="append", default=None,
                         help="name=path of a generator bundle; repeatable "
                              "(default: acgan-cpu.pt=the shipped generator)")
+    parser.add_argument("--minutes", action="append", default=[],
+                        help="name=minutes of a generator's training, when its bundle does "
+                             "not record them; repeatable")
     parser.add_argument("--features", default="landscape", help="landscape or inception")
     parser.add_argument("--kid-subsets", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0,
@@ -177,9 +222,15 @@ def main() -> None:
     sets = [("real vs real (floor)", other)]
     sets += [(f"real blurred σ = {s:g} px", blur(other, s)) for s in BLURS]
     samples = {}
+    minutes = {name: float(m) for name, _, m in (spec.partition("=") for spec in args.minutes)}
+    result["recipes"] = {}
     for spec in generators:
         name, _, path = spec.partition("=")
-        generator, _, _ = load_bundle(path)
+        generator, _, meta = load_bundle(path)
+        result["recipes"][name] = {
+            "recipe": recipe(meta["model"]), "iterations": meta.get("iteration"),
+            "minutes": minutes.get(name, meta.get("provenance", {}).get("minutes")),
+        }
         z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(args.seed))
         samples[name] = render(generator, z, labels)
         sets.append((name, samples[name]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
 from pathlib import Path
 
 import lightning as L
@@ -55,6 +56,7 @@ def pretrain(cfg: PretrainConfig, run: Run) -> Path:
         tracker.config(parameter_counts(generator=module.generator,
                                         discriminator=module.discriminator))
         fit = gan_trainer(run, callbacks, tracker.loggers, cfg.iterations, datamodule)
+        start = time.perf_counter()
         fit.fit(module, datamodule=datamodule,
                 ckpt_path=resume_path("pretrain", checkpoints, cfg.ckpt_path))
         if fit.is_global_zero:
@@ -63,6 +65,8 @@ def pretrain(cfg: PretrainConfig, run: Run) -> Path:
                 command=run.command,
                 seed=cfg.seed,
                 iterations=module.iteration,
+                # This fit's wall time: a resumed run's earlier part is not counted.
+                minutes=round((time.perf_counter() - start) / 60, 2),
                 data=cfg.data,
                 torch=str(torch.__version__),
                 python=platform.python_version(),
