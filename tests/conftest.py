@@ -31,6 +31,7 @@ TINY = [
     "quality.samples=16",
     "quality.kid_subsets=5",
     "pretrain.quality_samples=16",
+    "tune.eval_samples=16",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -10,6 +11,7 @@ from torch import nn
 
 from pirtune import train
 from pirtune.errors import UsageError
+from pirtune.estimator.ensemble import FrozenPIREnsemble
 from pirtune.estimator.module import FrozenPIREstimator
 from pirtune.estimator.network import bin_centres, expected_pir
 from pirtune.models.acgan import render
@@ -110,3 +112,114 @@ def test_bad_tuning_settings_are_refused(tiny_bundle):
         PIRTuningModule.from_bundle(str(bundle), FrozenPIREstimator(BlueBins()), 1e-4, w_pir=-1)
     with pytest.raises(UsageError, match="FrozenPIREstimator"):
         PIRTuningModule.from_bundle(str(bundle), BlueBins(), 1e-4)
+
+
+# -- beyond the paper: ensembles, the conservative reward, the anchor (issue 16) ------------
+
+class ShiftedBlueBins(BlueBins):
+    """BlueBins whose estimate is shifted by ``shift``: ensemble members that disagree."""
+
+    def __init__(self, shift: float) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        blue = images[:, 2].mean((1, 2)) + self.shift  # [B]
+        centres = bin_centres(self.bins, device=images.device)
+        return -((centres[None] - blue[:, None]) ** 2) * 1e3
+
+
+def test_the_conservative_reward_is_the_members_mean_minus_lambda_sd(tiny_bundle):
+    _, bundle = tiny_bundle
+    shifts = (0.0, 0.05, 0.2)
+    ensemble = FrozenPIREnsemble([ShiftedBlueBins(s) for s in shifts], temperature=0.01)
+    module, _ = PIRTuningModule.from_bundle(str(bundle), ensemble, lr=1e-4, w_pir=100,
+                                            reward="conservative", reward_lambda=0.7)
+    images = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    reward, members = module.rewards(images)
+    # Independently: each member's expected bin centre, in numpy.
+    logits = np.stack([ShiftedBlueBins(s)(images).numpy() for s in shifts])  # [K, B, bins]
+    probs = np.exp((logits - logits.max(-1, keepdims=True)) / 0.01)
+    probs /= probs.sum(-1, keepdims=True)
+    estimates = probs @ ((np.arange(100) + 0.5) / 100)                       # [K, B]
+    np.testing.assert_allclose(members.numpy(), estimates, rtol=1e-5, atol=1e-6)
+    expected = estimates.mean(0) - 0.7 * estimates.std(0)  # numpy's std: divisor K
+    np.testing.assert_allclose(reward.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert float(members.std(0).mean()) > 0.01  # the members do disagree
+
+    fake = images * 2 - 1
+    module.eval()
+    loss, parts = module._generator_objective(fake, torch.arange(5) % 2)
+    plain, _ = PIRTuningModule.from_bundle(str(bundle), ensemble, lr=1e-4, w_pir=0)
+    plain.eval()
+    gan_loss, _ = plain._generator_objective(fake, torch.arange(5) % 2)
+    torch.testing.assert_close(loss, gan_loss - 100 * torch.tensor(expected.mean(),
+                                                                   dtype=torch.float32))
+    torch.testing.assert_close(parts["reward"], torch.tensor(expected.mean(),
+                                                             dtype=torch.float32))
+
+
+def test_the_mean_reward_of_an_ensemble_is_the_members_mean(tiny_bundle):
+    _, bundle = tiny_bundle
+    ensemble = FrozenPIREnsemble([ShiftedBlueBins(s) for s in (0.0, 0.1)], temperature=0.01)
+    module, _ = PIRTuningModule.from_bundle(str(bundle), ensemble, lr=1e-4)
+    images = torch.rand(4, 3, 16, 16)
+    reward, members = module.rewards(images)
+    torch.testing.assert_close(reward, members.mean(0))
+    torch.testing.assert_close(ensemble(images), members.mean(0))
+    with pytest.raises(UsageError, match="tune.reward=conservative needs an ensemble"):
+        PIRTuningModule.from_bundle(str(bundle), FrozenPIREstimator(BlueBins()), 1e-4,
+                                    reward="conservative")
+
+
+def _anchor_gradient(module: PIRTuningModule, z: torch.Tensor, labels: torch.Tensor):
+    module.generator.zero_grad(set_to_none=True)
+    module.step_latents = (z, labels)
+    distance = module.anchor_distance(module.generator(z, labels))
+    distance.backward()
+    grads = [p.grad for p in module.generator.parameters() if p.grad is not None]
+    return distance.detach(), torch.cat([g.flatten() for g in grads])
+
+
+@pytest.mark.parametrize("space", ["pixels", "features"])
+def test_the_anchor_gradient_is_zero_at_the_start_and_not_after_g_moves(tiny_bundle, space):
+    _, bundle = tiny_bundle
+    module, _ = PIRTuningModule.from_bundle(str(bundle), FrozenPIREstimator(BlueBins()), 1e-4,
+                                            anchor=10.0, anchor_space=space)
+    module.train()  # batch norm on batch statistics in G and in G₀ alike, as in a step
+    rng = torch.Generator().manual_seed(0)
+    z = torch.randn(8, module.latent_dim, generator=rng)
+    labels = torch.arange(8) % module.num_classes
+    distance, grad = _anchor_gradient(module, z, labels)
+    assert float(distance) == 0.0
+    assert grad.abs().max() == 0.0
+    with torch.no_grad():
+        for p in module.generator.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=rng))
+    distance, grad = _anchor_gradient(module, z, labels)
+    assert float(distance) > 0 and grad.abs().max() > 0
+    # G₀ stayed where tuning started; the encoder of the feature space is frozen too.
+    assert not any(p.requires_grad for p in module.anchor_generator.parameters())
+    if space == "features":
+        assert module.anchor_features.network.training is False
+
+
+def test_the_anchor_adds_its_weighted_distance_to_the_loss(tiny_bundle):
+    _, bundle = tiny_bundle
+    estimator = FrozenPIREstimator(BlueBins())
+    anchored, _ = PIRTuningModule.from_bundle(str(bundle), estimator, 1e-4, anchor=3.0)
+    plain, _ = PIRTuningModule.from_bundle(str(bundle), estimator, 1e-4)
+    anchored.eval(), plain.eval()
+    z = torch.randn(4, anchored.latent_dim)
+    labels = torch.arange(4) % 2
+    anchored.step_latents = (z, labels)
+    fake = torch.rand(4, 3, 16, 16) * 2 - 1  # not G₀'s output: a nonzero distance
+    loss, parts = anchored._generator_objective(fake, labels)
+    base, _ = plain._generator_objective(fake, labels)
+    reference = (anchored.anchor_generator(z, labels).clamp(-1, 1) + 1) / 2
+    distance = ((fake + 1) / 2 - reference).pow(2).mean()
+    torch.testing.assert_close(parts["anchor_distance"], distance)
+    torch.testing.assert_close(loss, base + 3.0 * distance)
+    with pytest.raises(UsageError, match="anchor_space='latent' is unknown"):
+        PIRTuningModule.from_bundle(str(bundle), estimator, 1e-4, anchor=1.0,
+                                    anchor_space="latent")

@@ -221,10 +221,15 @@ class PIRDataModule(L.LightningDataModule):
         batch_size: images per batch.
         seed: seed of the train/validation split.
         num_workers: DataLoader workers.
+        impressions: batches also carry each image's impressions (int64 [B]), as
+            soft (HL-Gauss) targets need.
+        bootstrap: ``None``, or the seed of a bootstrap resample of the training
+            split (an ensemble member's data); validation stays as it is.
     """
 
     def __init__(self, root: str | Sequence[str], val_fraction: float = 0.2, batch_size: int = 64,
-                 seed: int = 0, num_workers: int = 0) -> None:
+                 seed: int = 0, num_workers: int = 0, impressions: bool = False,
+                 bootstrap: int | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise UsageError(f"batch_size={batch_size} must be at least 1")
@@ -236,6 +241,8 @@ class PIRDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
+        self.impressions = impressions
+        self.bootstrap = bootstrap
         self.records: PIRRecords | None = None
         self.train_records: PIRRecords | None = None
         self.val_records: PIRRecords | None = None
@@ -249,15 +256,22 @@ class PIRDataModule(L.LightningDataModule):
         self.train_records = self.records.subset(train)
         self.val_records = self.records.subset(val)
 
-    @staticmethod
-    def _tensors(records: PIRRecords) -> TensorDataset:
+    def _tensors(self, records: PIRRecords, train: bool) -> TensorDataset:
         true = (torch.full((len(records),), float("nan")) if records.true_pir is None
                 else records.true_pir)
-        return TensorDataset(records.images, records.observed_pir, true)
+        tensors = [records.images, records.observed_pir, true]
+        if self.impressions:
+            tensors.append(records.impressions)
+        if train and self.bootstrap is not None and len(records):
+            from pirtune.estimator.ensemble import bootstrap_indices  # the estimator's own
+
+            picked = bootstrap_indices(len(records), self.bootstrap)
+            tensors = [t[picked] for t in tensors]
+        return TensorDataset(*tensors)
 
     def _loader(self, records: PIRRecords, train: bool) -> DataLoader:
         return DataLoader(
-            self._tensors(records),
+            self._tensors(records, train),
             batch_size=self.batch_size,
             shuffle=train,
             # A last batch of one image breaks BatchNorm in training mode.
@@ -278,5 +292,5 @@ class PIRDataModule(L.LightningDataModule):
         return self._loader(self.val_records, train=False) if len(self.val_records) else []
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        images, observed, true = batch
-        return images.float().div_(255.0), observed, true
+        images, *rest = batch
+        return images.float().div_(255.0), *rest

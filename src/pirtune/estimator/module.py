@@ -65,9 +65,13 @@ class PIREstimatorModule(L.LightningModule):
         network: maps images [B, 3, H, W] in [0, 1] to logits [B, bins]; must
             have a ``bins`` attribute (``PIREstimator`` has).
         optimizer: partial optimizer factory; default Adam with lr 5e-4 (C.3).
+        targets: ``onehot`` (C.3: the observed PIR's bin) or ``hl_gauss`` (a
+            Gaussian over the bins as wide as the PIR's binomial standard error,
+            ``pirtune.estimator.ensemble``; batches then carry the impressions).
     """
 
-    def __init__(self, network: nn.Module, optimizer: OptimizerFactory | None = None) -> None:
+    def __init__(self, network: nn.Module, optimizer: OptimizerFactory | None = None,
+                 targets: str = "onehot") -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network", "optimizer"])
         if not isinstance(getattr(network, "bins", None), int):
@@ -78,6 +82,10 @@ class PIREstimatorModule(L.LightningModule):
         self.network = network
         self.optimizer = optimizer or partial(torch.optim.Adam, lr=PAPER_LR)
         self.bins: int = network.bins
+        if targets not in ("onehot", "hl_gauss"):
+            raise UsageError(f"estimator.targets={targets!r} is unknown; choose onehot or "
+                             "hl_gauss")
+        self.targets = targets
         self.val_mae = MeanAbsoluteError()
         self.val_spearman_observed = _spearman_metric()
         self.val_spearman_true = _spearman_metric()
@@ -89,20 +97,28 @@ class PIREstimatorModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer(self.network.parameters())
 
-    def _loss(self, logits: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, pir_to_bin(observed, self.bins))
+    def _loss(self, logits: torch.Tensor, observed: torch.Tensor,
+              impressions: torch.Tensor | None = None) -> torch.Tensor:
+        if self.targets == "onehot":
+            return F.cross_entropy(logits, pir_to_bin(observed, self.bins))
+        if impressions is None:
+            raise UsageError("estimator.targets=hl_gauss needs each image's impressions; "
+                             "serve the data with PIRDataModule(impressions=True)")
+        from pirtune.estimator.ensemble import hl_gauss_targets  # it imports this module
+
+        return F.cross_entropy(logits, hl_gauss_targets(observed, impressions, self.bins))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, observed, _ = batch
-        loss = self._loss(self(images), observed)
+        images, observed, _, *impressions = batch
+        loss = self._loss(self(images), observed, *impressions)
         self.log("estimate/train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        images, observed, true = batch
+        images, observed, true, *impressions = batch
         logits = self(images)  # [B, bins]
         estimate = expected_pir(logits, TRAIN_TEMPERATURE)  # [B]
-        self.log("estimate/val/loss", self._loss(logits, observed), on_epoch=True)
+        self.log("estimate/val/loss", self._loss(logits, observed, *impressions), on_epoch=True)
         # Metric objects: Lightning computes them over the whole epoch and resets them.
         self.val_mae.update(estimate, observed)
         self.val_spearman_observed.update(estimate, observed)
@@ -269,7 +285,8 @@ def save_estimator(module: PIREstimatorModule, network_cfg: dict[str, Any], temp
 
 
 def load_estimator(path: str | Path) -> FrozenPIREstimator:
-    """The frozen estimator saved by ``save_estimator``, at its saved temperature."""
+    """The frozen estimator saved by ``save_estimator``, at its saved temperature
+    (a ``FrozenPIREnsemble`` when it holds several members)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"estimator {path} does not exist; run stage=estimate first")
@@ -277,6 +294,14 @@ def load_estimator(path: str | Path) -> FrozenPIREstimator:
     if not isinstance(saved, dict) or saved.get("format") != ESTIMATOR_FORMAT:
         raise UsageError(f"{path} is not a pirtune estimator; give the estimator.pt that "
                          "stage=estimate writes")
+    if "members" in saved:
+        from pirtune.estimator.ensemble import FrozenPIREnsemble  # it imports this module
+
+        networks = []
+        for state in saved["members"]:
+            networks.append(instantiate(saved["network"]))
+            networks[-1].load_state_dict(state)
+        return FrozenPIREnsemble(networks, saved["temperature"], config=saved["network"])
     network = instantiate(saved["network"])
     network.load_state_dict(saved["state_dict"])
     return FrozenPIREstimator(network, saved["temperature"], config=saved["network"])

@@ -104,6 +104,7 @@ class ACGANModule(L.LightningModule):
         self.loss = loss
         self.augmentations = parse_policy(augment)
         self.r1_gamma = r1_gamma
+        self.step_latents: tuple[torch.Tensor, torch.Tensor] | None = None
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
             if not 0 < ema_decay < 1:
@@ -184,6 +185,9 @@ class ACGANModule(L.LightningModule):
             torch.compiler.cudagraph_mark_step_begin()
         real, real_labels = batch
         z, fake_labels = self.sample_latents(real.shape[0])
+        # The step's latents, for generator losses that compare with another generator's
+        # output for the same (z, c) (the tuning module's stay-close anchor).
+        self.step_latents = (z, fake_labels)
         fake = self._run(self.generator, z, fake_labels)
         log = self._logging_now()
         d_metrics = self._discriminator_update(real, real_labels, fake.detach(), log)

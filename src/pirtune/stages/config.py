@@ -32,6 +32,11 @@ Features = Enum("Features", [(name, name) for name in FEATURES])  # type: ignore
 
 SCHEMA_NAME = "pirtune_schema"
 
+TARGETS = ("onehot", "hl_gauss")                   # estimator.targets
+REWARDS = ("mean", "conservative")                 # tune.reward
+ANCHOR_SPACES = ("pixels", "features")             # tune.anchor_space
+EARLY_STOP = ("off", "record", "stop")             # tune.early_stop
+
 
 class Section:
     """A stage's config section: positivity checks and what its fingerprint leaves out.
@@ -137,7 +142,6 @@ class EstimatorConfig(Section):
     """The estimator group: network, optimiser and training of the PIR estimator (C.3)."""
 
     name: ClassVar[str] = "estimator"
-    positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size")
 
     network: Any = MISSING          # a _target_ building the network (PIREstimator)
     optimizer: Any = MISSING        # a partial optimizer (C.3: Adam, lr 5e-4)
@@ -145,6 +149,16 @@ class EstimatorConfig(Section):
     batch_size: int = 64
     val_fraction: float = 0.2       # held out for the report's figures
     temperature: float = 0.01       # C.3: softmax temperature of the frozen estimator in use
+    members: int = 1                # an ensemble: members > 1 learn from bootstrap resamples
+    targets: str = "onehot"         # onehot (C.3) or hl_gauss (Farebrother et al. 2024)
+
+    positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "members")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.targets not in TARGETS:
+            raise UsageError(f"estimator.targets={self.targets!r} is unknown; choose one of: "
+                             f"{', '.join(TARGETS)}")
 
 
 @dataclass
@@ -175,6 +189,35 @@ class TuneConfig(Section):
     seed: int = 0
     data: Any = MISSING             # what the discriminator keeps training on
     compile_mode: str | None = None
+    # Beyond the paper (issue 16): measuring, a safer reward, a stay-close term, stopping.
+    eval_every: int = 0             # iterations between gold/proxy/quality checks; 0: none
+    eval_samples: int = 256         # fixed latents of those checks (and real images at most)
+    reward: str = "mean"            # mean: the members' mean; conservative: mean - λ·SD
+    reward_lambda: float = 1.0      # λ of the conservative reward
+    anchor: float = 0.0             # weight of the distance from the untuned G's output
+    anchor_space: str = "pixels"    # pixels, or features of the landscape encoder
+    early_stop: str = "off"         # off, record (log the step it would stop at) or stop
+    early_stop_patience: int = 2    # checks without a better lower bound before stopping
+    objective: Any = None           # the gold objective of the checks; None: no gold
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        choices = {"reward": REWARDS, "anchor_space": ANCHOR_SPACES, "early_stop": EARLY_STOP}
+        for key, allowed in choices.items():
+            value = getattr(self, key)
+            if isinstance(value, str) and value not in allowed:
+                raise UsageError(f"tune.{key}={value!r} is unknown; choose one of: "
+                                 f"{', '.join(allowed)}")
+        for key in ("eval_every", "anchor", "reward_lambda"):
+            value = getattr(self, key)
+            if isinstance(value, int | float) and value < 0:
+                raise UsageError(f"tune.{key}={value} must be at least 0")
+        if isinstance(self.eval_samples, int) and self.eval_samples <= 5:
+            raise UsageError(f"tune.eval_samples={self.eval_samples} must be more than 5 "
+                             "(k = 5 nearest neighbours)")
+        if self.early_stop != "off" and self.eval_every == 0:
+            raise UsageError(f"tune.early_stop={self.early_stop} decides at the checks; set "
+                             "tune.eval_every to a positive number of iterations")
 
 
 @dataclass
@@ -190,6 +233,7 @@ class EvaluateConfig(Section):
     batch_size: int = 250
     alpha: float = 0.001            # Welch's t-test threshold (the paper's)
     device: str = "auto"            # where the generators and objective run: auto|cpu|cuda
+    control: bool = True            # score a control objective beside it (specific gain)
     objective: Any = MISSING
 
 

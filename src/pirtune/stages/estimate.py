@@ -3,7 +3,10 @@
 Cross-entropy over 100 PIR bins at temperature 1, checkpointing to
 ``estimator_ckpt/``; writes ``estimator.pt`` and, for the held-out images
 scored by the frozen estimator at ``estimator.temperature``,
-``estimator_report.json``. Round 1 learns from ``pir_data``, or with
+``estimator_report.json``. With ``estimator.members`` = K > 1 it trains K
+members, member m with seed + m on bootstrap resample m of the training
+split, and saves them as one ensemble (``pirtune.estimator.ensemble``).
+Round 1 learns from ``pir_data``, or with
 ``data=interactions`` from the web app's picks; later rounds re-train from
 scratch on every round's samples (the paper continued training instead, A.3).
 W&B gets a table of every image with its estimated PIR beside the observed
@@ -24,7 +27,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pirtune.data.datamodules import PIRDataModule
 from pirtune.errors import UsageError
+from pirtune.estimator.ensemble import FrozenPIREnsemble
 from pirtune.estimator.module import (
+    FrozenPIREstimator,
     PIREstimatorModule,
     estimate_pir,
     evaluate_estimator,
@@ -64,21 +69,44 @@ def estimate(cfg: EstimateConfig, rnd: Round) -> Path:
             raise UsageError(f"no PIR dataset at {dataset}; run stage=collect first, or "
                              "give pir_data=<dataset folder>")
     settings = cfg.estimator
-    datamodule = PIRDataModule([str(d) for d in rnd.datasets], settings.val_fraction,
-                               settings.batch_size, seed=cfg.seed)
-    datamodule.setup("fit")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = PIREstimatorModule(instantiate(settings.network), instantiate(settings.optimizer))
+    modules: list[PIREstimatorModule] = []
     with track(rnd.run, "estimate", rnd, record) as tracker:
-        tracker.config(parameter_counts(estimator=module.network))
-        fit = trainer(rnd.run, [ModelCheckpoint(dirpath=checkpoints, save_last=True,
-                                                save_top_k=0)],
-                      tracker.loggers, max_epochs=settings.epochs)
-        fit.fit(module, datamodule=datamodule, ckpt_path=resume_path("estimate", checkpoints))
-        if fit.is_global_zero:
-            _save(cfg, module, datamodule, out, tracker, rnd)
+        for member in range(settings.members):
+            datamodule, module = _fit_member(cfg, rnd, member, checkpoints, tracker)
+            modules.append(module)
+        if rank_zero():
+            _save(cfg, modules, datamodule, out, tracker, rnd)
     barrier()
     return out
+
+
+def _fit_member(cfg: EstimateConfig, rnd: Round, member: int, checkpoints: Path,
+                tracker: StageTracker) -> tuple[PIRDataModule, PIREstimatorModule]:
+    """Train one estimator; with ``members`` > 1, member m on bootstrap resample m (seed + m).
+
+    A single estimator (the paper's) learns from the whole training split
+    with ``seed``, exactly as before ensembles existed.
+    """
+    settings = cfg.estimator
+    ensemble = settings.members > 1
+    datamodule = PIRDataModule([str(d) for d in rnd.datasets], settings.val_fraction,
+                               settings.batch_size, seed=cfg.seed,
+                               impressions=settings.targets == "hl_gauss",
+                               bootstrap=cfg.seed + member if ensemble else None)
+    datamodule.setup("fit")
+    L.seed_everything(cfg.seed + member, workers=True, verbose=False)
+    module = PIREstimatorModule(instantiate(settings.network), instantiate(settings.optimizer),
+                                targets=settings.targets)
+    if member == 0:
+        tracker.config(parameter_counts(estimator=module.network))
+    folder = checkpoints / f"member{member}" if ensemble else checkpoints
+    fit = trainer(rnd.run, [ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0)],
+                  tracker.loggers, max_epochs=settings.epochs)
+    fit.fit(module, datamodule=datamodule, ckpt_path=resume_path("estimate", folder))
+    if ensemble:
+        log.info("estimate: member %d of %d trained on bootstrap resample %d", member + 1,
+                 settings.members, cfg.seed + member)
+    return datamodule, module
 
 
 def _interactions_round(path: str, rnd: Round) -> Round:
@@ -115,22 +143,24 @@ def _export(db: Path, out: Path, generator_path: str) -> None:
     barrier()  # under DDP, only rank 0 exports
 
 
-def _save(cfg: EstimateConfig, module: PIREstimatorModule, datamodule: PIRDataModule,
+def _save(cfg: EstimateConfig, modules: list[PIREstimatorModule], datamodule: PIRDataModule,
           out: Path, tracker: StageTracker, rnd: Round) -> None:
     """Score the held-out images with the frozen estimator; write it, its report and its table."""
     settings = cfg.estimator
     held_out = datamodule.val_records if len(datamodule.val_records) else datamodule.records
-    report = evaluate_estimator(module.cpu(), held_out, temperature=settings.temperature)
+    frozen = _frozen(modules, settings.temperature)
+    report = evaluate_estimator(frozen, held_out)
     for warning in report.warnings:
         log.warning("estimate: %s", warning)
     write_json(out.parent / REPORT_NAME, dataclasses.asdict(report))
-    save_estimator(module, settings.network, settings.temperature, out,
-                   report=dataclasses.asdict(report))
+    save_estimator(modules if len(modules) > 1 else modules[0], settings.network,
+                   settings.temperature, out, report=dataclasses.asdict(report),
+                   targets=settings.targets)
     tracker.metrics({f"estimate/held_out/{key}": value
                      for key, value in dataclasses.asdict(report).items()
-                     if isinstance(value, int | float)}, step=module.global_step)
+                     if isinstance(value, int | float)}, step=modules[-1].global_step)
     records = datamodule.records
-    estimates = estimate_pir(module.frozen(settings.temperature), records.images)
+    estimates = estimate_pir(frozen, records.images)
     held = set(held_out.image_ids)
     true = ([None] * len(records) if records.true_pir is None else records.true_pir.tolist())
     tracker.table("estimate/images",
@@ -151,3 +181,10 @@ def _save(cfg: EstimateConfig, module: PIREstimatorModule, datamodule: PIRDataMo
              report.spearman_observed,
              "n/a" if report.spearman_true is None else f"{report.spearman_true:.3f}",
              report.zero_share, out)
+
+
+def _frozen(modules: list[PIREstimatorModule], temperature: float) -> FrozenPIREstimator:
+    """The trained network(s) frozen for use, on the CPU: one estimator or an ensemble."""
+    if len(modules) == 1:
+        return modules[0].cpu().frozen(temperature)
+    return FrozenPIREnsemble([m.cpu().network for m in modules], temperature)
