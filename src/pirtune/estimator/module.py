@@ -272,15 +272,21 @@ def evaluate_estimator(
 ESTIMATOR_FORMAT = "pirtune-estimator/1"
 
 
-def save_estimator(module: PIREstimatorModule, network_cfg: dict[str, Any], temperature: float,
-                   path: Path, **extra: Any) -> Path:
-    """Write the trained network, the config that builds it and its use temperature.
+def save_estimator(module: PIREstimatorModule | list[PIREstimatorModule],
+                   network_cfg: dict[str, Any], temperature: float, path: Path,
+                   **extra: Any) -> Path:
+    """Write the trained network(s), the config that builds them and their use temperature.
 
+    A list of several modules is an ensemble: every member's weights go under
+    ``members`` (``load_estimator`` then returns a ``FrozenPIREnsemble``).
     Written atomically (``pirtune.files``): a crash never leaves half a file.
     """
+    modules = module if isinstance(module, list) else [module]
+    weights = ({"state_dict": modules[0].network.state_dict()} if len(modules) == 1 else
+               {"members": [m.network.state_dict() for m in modules]})
     with atomic_write(path) as f:
-        torch.save({"format": ESTIMATOR_FORMAT, "state_dict": module.network.state_dict(),
-                    "network": network_cfg, "temperature": temperature, **extra}, f)
+        torch.save({"format": ESTIMATOR_FORMAT, **weights, "network": network_cfg,
+                    "temperature": temperature, **extra}, f)
     return path
 
 
