@@ -6,7 +6,9 @@ every class), scores both with the true objective and with the round's frozen
 estimator, and returns an ``Evaluation``: the true change (Welch's t, Cohen's
 d, significance at α = 0.001), the estimator's predicted change on the same
 images (introspection, A.1), and the training set's initial mean, SD and
-share of zero PIRs (A.2, C.4.2). Every image's scores go beside it in
+share of zero PIRs (A.2, C.4.2). Given a control objective
+(``pirtune.objectives.control``), both sets are scored by it too, and the
+*specific gain* is the target's change minus the control's. Every image's scores go beside it in
 ``evaluation_scores.csv``, so Welch's t can be re-checked without rendering
 again. ``write_evaluation``/``load_evaluations`` are the machine-readable file
 ``evaluation.json`` the report reads.
@@ -87,6 +89,8 @@ class Evaluation:
         run: the run's name.
         seeds: the seeds that decided the result (the run's, the evaluation's latents).
         scores: the per-image scores' file, relative to the evaluation file.
+        control_objective: the control objective's ``describe()``, or ``None``.
+        control: the control objective's PIR after vs before, on the same images.
     """
 
     objective: dict[str, Any]
@@ -103,7 +107,14 @@ class Evaluation:
     run: str = ""
     seeds: dict[str, int] = dataclasses.field(default_factory=dict)
     scores: str | None = None
+    control_objective: dict[str, Any] | None = None
+    control: Change | None = None
     format: str = EVALUATION_FORMAT
+
+    @property
+    def specific_gain(self) -> float | None:
+        """The target's gain in mean PIR minus the control's; ``None`` without a control."""
+        return None if self.control is None else self.change.delta - self.control.delta
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -121,6 +132,8 @@ class Evaluation:
             "initial_sd": self.training_set.sd,
             "initial_mean": self.training_set.mean,
             "zero_share": self.training_set.zero_share,
+            **({} if self.control is None else {"control_delta": self.control.delta,
+                                                 "specific_gain": self.specific_gain}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,9 +147,11 @@ class Evaluation:
         def change(d: dict[str, Any]) -> Change:
             return Change(**{**d, "welch": WelchTest(**d["welch"])})
 
+        control = data.get("control")
         return cls(**{**data, "change": change(data["change"]),
                       "predicted": change(data["predicted"]),
-                      "training_set": TrainingSet(**data["training_set"])})
+                      "training_set": TrainingSet(**data["training_set"]),
+                      "control": None if control is None else change(control)})
 
 
 def write_evaluation(evaluation: Evaluation, path: Path) -> Path:
@@ -175,17 +190,20 @@ class Samples:
     labels: torch.Tensor     # [N] classes
     true_pir: torch.Tensor   # [N]
     estimate: torch.Tensor   # [N]
+    control_pir: torch.Tensor | None = None  # [N], the control objective's
 
 
 def draw_and_score(generator: nn.Module, objective, estimator: FrozenPIREstimator, n: int,
-                   seed: int, batch_size: int) -> Samples:
-    """``n`` fresh samples (balanced classes, latents from ``seed``), scored both ways."""
+                   seed: int, batch_size: int, control=None) -> Samples:
+    """``n`` fresh samples (balanced classes, latents from ``seed``), scored both ways
+    (and by the ``control`` objective, when given)."""
     rng = torch.Generator().manual_seed(seed)
     labels = balanced_classes(n, generator.num_classes, rng)
     z = torch.randn(n, generator.latent_dim, generator=rng)
     images = render(generator, z, labels, batch_size)
     return Samples(images, labels, score(objective, images, batch_size),
-                   estimate_pir(estimator, images, batch_size))
+                   estimate_pir(estimator, images, batch_size),
+                   None if control is None else score(control, images, batch_size))
 
 
 def write_scores(sets: dict[str, tuple[int, Samples]], path: Path) -> Path:
@@ -194,16 +212,21 @@ def write_scores(sets: dict[str, tuple[int, Samples]], path: Path) -> Path:
     Columns: ``set`` (before/after), ``seed`` (the set's seed: ``balanced_classes``
     then ``torch.randn`` from ``torch.Generator().manual_seed(seed)`` draw its
     classes and latents), ``index`` (the image's row in that draw), ``class``,
-    ``true_pir`` (the objective's score), ``estimated_pir``.
+    ``true_pir`` (the objective's score), ``estimated_pir``, and ``control_pir``
+    (the control objective's score) when the sets have one.
     """
+    controlled = all(samples.control_pir is not None for _, samples in sets.values())
     with atomic_write(path, "w") as f:
         writer = csv.writer(f)
-        writer.writerow(["set", "seed", "index", "class", "true_pir", "estimated_pir"])
+        writer.writerow(["set", "seed", "index", "class", "true_pir", "estimated_pir",
+                         *(["control_pir"] if controlled else [])])
         for name, (seed, samples) in sets.items():
-            for i, (label, true, estimate) in enumerate(zip(
+            control = samples.control_pir.tolist() if controlled else [None] * len(samples.labels)
+            for i, (label, true, estimate, other) in enumerate(zip(
                     samples.labels.tolist(), samples.true_pir.tolist(),
-                    samples.estimate.tolist(), strict=True)):
-                writer.writerow([name, seed, i, label, repr(true), repr(estimate)])
+                    samples.estimate.tolist(), control, strict=True)):
+                writer.writerow([name, seed, i, label, repr(true), repr(estimate),
+                                 *([repr(other)] if controlled else [])])
     return path
 
 
@@ -219,6 +242,7 @@ def evaluate_generators(
     seed: int = 0,
     batch_size: int = 250,
     alpha: float = ALPHA,
+    control=None,
 ) -> Evaluation:
     """Compare ``after`` with ``before`` on fresh samples; save both grids in ``out_dir``.
 
@@ -238,9 +262,11 @@ def evaluate_generators(
             ``round``, ``scale``, ``estimator_backbone``, ``generator_before``,
             ``generator_after``, ``tuning``, ``run`` and ``seeds``.
         num_samples: images per set (paper: 1000).
+        control: ``None``, or a control objective (images in [0, 1] → [B], with
+            ``describe()``) scoring the same images.
     """
     seeded = {name: (seed + i, draw_and_score(generator, objective, estimator, num_samples,
-                                              seed + i, batch_size))
+                                              seed + i, batch_size, control))
               for i, (name, generator) in enumerate((("before", before), ("after", after)))}
     sets = {name: samples for name, (_, samples) in seeded.items()}
     grids = {}
@@ -255,5 +281,8 @@ def evaluate_generators(
         training_set=training_set,
         grids=grids,
         scores=SCORES_NAME,
+        control_objective=None if control is None else control.describe(),
+        control=(None if control is None else
+                 mean_change(sets["before"].control_pir, sets["after"].control_pir, alpha)),
         **record,
     )

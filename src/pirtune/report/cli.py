@@ -22,7 +22,7 @@ from pirtune.report.entries import (
     introspection_fit,
     variability_fit,
 )
-from pirtune.report.figures import draw_figures
+from pirtune.report.figures import draw_figures, draw_watch_figures
 from pirtune.report.markdown import render_markdown
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,9 @@ def write_report(root: str | Path) -> Path:
     variability = attempt(variability_fit, first)
     figures = draw_figures(entries, introspection, root / FIGURE_DIR)
     path = root / REPORT_NAME
+    watch = draw_watch_figures(entries, root / FIGURE_DIR)
     write_text(path, render_markdown(root, entries, figures, introspection, variability,
-                                     find_quality(entries)))
+                                     find_quality(entries), watch))
     return path
 
 

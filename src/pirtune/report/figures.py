@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from pirtune.evaluation import Evaluation
+from pirtune.models.watch import WATCH_NAME, read_watch
 from pirtune.report.entries import Entry, entry_key, first_round, iterated
 from pirtune.stats import Regression
 
@@ -128,6 +129,61 @@ def plot_nonzero_share(entries: Sequence[Entry], path: Path) -> Path:
     ax.set_ylabel("share of non-zero PIRs (training set)")
     ax.set_ylim(-0.05, 1.05)
     return _save(fig, path)
+
+
+WATCH_PREFIX = "watch_"  # one tuning-watch figure per watched round: watch_<run>_r<round>.png
+
+
+def plot_watch(rows: Sequence[dict[str, float]], title: str, path: Path) -> Path:
+    """Proxy and gold PIR against iterations and against distance; FID and recall against
+    iterations (one watched tuning: the rows of its ``tune_watch.csv``)."""
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    by_step, by_distance, quality = fig.subplots(1, 3)
+    steps = [row["iteration"] for row in rows]
+    distance = [row["distance"] for row in rows]
+    for key, label, colour in (("proxy_pir", "proxy (estimator)", "C0"),
+                               ("proxy_lower", "proxy lower bound (mean − λ·SD)", "C2"),
+                               ("gold_pir", "gold (objective)", "C3")):
+        if all(key in row for row in rows):
+            values = [row[key] for row in rows]
+            by_step.plot(steps, values, marker="o", color=colour, label=label)
+            by_distance.plot(distance, values, marker="o", color=colour, label=label)
+    by_step.set_xlabel("iteration")
+    by_distance.set_xlabel("RMS distance from the untuned samples")
+    for ax in (by_step, by_distance):
+        ax.set_ylabel("mean PIR")
+        ax.legend(fontsize="small")
+    quality.plot(steps, [row["fid"] for row in rows], marker="o", color="C1", label="FID")
+    quality.set_xlabel("iteration")
+    quality.set_ylabel("FID", color="C1")
+    recall = quality.twinx()
+    recall.plot(steps, [row["recall"] for row in rows], marker="s", color="C4", label="recall")
+    recall.set_ylabel("recall", color="C4")
+    recall.set_ylim(-0.05, 1.05)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def draw_watch_figures(entries: Sequence[Entry], out_dir: Path) -> dict[str, Path]:
+    """A tuning-watch figure for every evaluation with a ``tune_watch.csv`` beside it, by label.
+
+    Figures of watches no longer found are removed.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    drawn: dict[str, Path] = {}
+    for entry in entries:
+        rows = read_watch(entry.path.parent / WATCH_NAME)
+        if not rows:
+            continue
+        e = entry.evaluation
+        label = f"{entry.name}, round {e.round}" + (f" ({e.run})" if e.run else "")
+        stem = "".join(c if c.isalnum() or c in "-_." else "_"
+                       for c in f"{WATCH_PREFIX}{e.run or entry.name}_r{e.round}")
+        drawn[label] = plot_watch(rows, label, out_dir / f"{stem}.png")
+    for stale in out_dir.glob(f"{WATCH_PREFIX}*.png"):
+        if stale not in drawn.values():
+            stale.unlink()
+    return drawn
 
 
 def draw_figures(entries: Sequence[Entry], introspection: Regression | str,

@@ -24,6 +24,8 @@ HEADINGS = {
     "5": "## Fig. 5: change in mean PIR vs initial variability (A.2)",
     "6": "## Fig. 6: effect size over iterations (A.3)",
     "8": "## Fig. 8: non-zero PIRs vs effect size",
+    "specificity": "## Specificity: the gain beside a control objective's",
+    "watch": "## Gold vs proxy during tuning",
 }
 
 
@@ -142,13 +144,51 @@ def _quality(runs: Sequence[RunQuality]) -> list[str]:
     return lines
 
 
+def _specificity(entries: Sequence[Entry]) -> list[str]:
+    controlled = [entry for entry in entries if entry.evaluation.control is not None]
+    if not controlled:
+        return ["No evaluation scored a control objective (`evaluate.control=true` scores the "
+                "mirrored split of a colour split, or another filter of a VGG layer; a single "
+                "colour has none)."]
+    lines = ["The control objective is scored on the same images as the target: a gain it "
+             "shares (a global colour cast) is not specific. Specific gain = ΔPIR of the "
+             "target − ΔPIR of the control.", "",
+             "| objective | round | ΔPIR | Cohen's d | control | control ΔPIR | specific gain "
+             "| specific share | run |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---|"]
+    for entry in controlled:
+        e = entry.evaluation
+        share = e.specific_gain / e.change.delta if e.change.delta else math.nan
+        lines.append(f"| {entry.name} | {e.round} | {_number(e.change.delta, 4)} "
+                     f"| {_number(e.change.cohens_d)} | {e.control_objective['name']} "
+                     f"| {_number(e.control.delta, 4)} | {_number(e.specific_gain, 4)} "
+                     f"| {_number(share, 2)} | {e.run or 'n/a'} |")
+    return lines
+
+
+def _watch(root: Path, watch: dict[str, Path]) -> list[str]:
+    if not watch:
+        return ["No tuning was watched (`tune.eval_every` > 0 writes each round's "
+                "`tune_watch.csv`: the estimator's PIR (proxy) and the objective's (gold), "
+                "quality and the distance from the untuned samples on fixed latents)."]
+    lines = ["On fixed latents during tuning: the estimator's mean PIR (proxy) and the "
+             "objective's (gold), against iterations and against the samples' RMS distance "
+             "from the untuned generator's (Gao et al. 2023), and FID and recall against "
+             "iterations. Where proxy rises and gold does not, the estimator is being "
+             "over-optimised."]
+    for name, path in watch.items():
+        lines += ["", f"![tuning watch: {name}]({_link(root, path)})"]
+    return lines
+
+
 def _figure(root: Path, figures: dict[str, Path], number: str, caption: str) -> str:
     return f"![Fig. {number}: {caption}]({_link(root, figures[number])})"
 
 
 def render_markdown(root: Path, entries: Sequence[Entry], figures: dict[str, Path],
                     introspection: Regression | str, variability: Regression | str,
-                    quality: Sequence[RunQuality] = ()) -> str:
+                    quality: Sequence[RunQuality] = (),
+                    watch: dict[str, Path] | None = None) -> str:
     """The report's Markdown: every section always, a sentence where data are too few.
 
     Args:
@@ -157,6 +197,7 @@ def render_markdown(root: Path, entries: Sequence[Entry], figures: dict[str, Pat
         figures: the figures ``draw_figures`` drew, by figure number.
         introspection, variability: the A.1 and A.2 regressions, or why there are none.
         quality: each run's quality records (``find_quality``).
+        watch: the tuning-watch figures (``draw_watch_figures``), by label.
     """
     first = first_round(entries)
     no_first = ("No round-1 evaluation was found; this figure shows the first tuning "
@@ -200,6 +241,8 @@ def render_markdown(root: Path, entries: Sequence[Entry], figures: dict[str, Pat
     out += ["", HEADINGS["8"], ""]
     out.append(_figure(root, figures, "8", "share of non-zero PIRs vs effect size")
                if "8" in figures else no_first)
+    out += ["", HEADINGS["specificity"], "", *_specificity(entries),
+            "", HEADINGS["watch"], "", *_watch(root, watch or {})]
     return "\n".join(out) + "\n"
 
 

@@ -1,7 +1,8 @@
 """Stage ``evaluate``: the tuned generator against the untuned one on fresh samples (section 4).
 
-ΔPIR, Cohen's d, Welch's t at α = 0.001 and the estimator's own predicted
-change (introspection, A.1) go to ``evaluation.json``, every image's scores
+ΔPIR, Cohen's d, Welch's t at α = 0.001, the estimator's own predicted
+change (introspection, A.1) and, with ``control``, the control objective's
+change and the specific gain (``pirtune.objectives.control``) go to ``evaluation.json``, every image's scores
 to ``evaluation_scores.csv``, random before/after grids to
 ``eval_{before,after}.png``; the figures are logged as ``tune/eval/*`` and
 the grids as images.
@@ -27,6 +28,7 @@ from pirtune.evaluation import (
 )
 from pirtune.models.acgan import load_bundle
 from pirtune.objectives import build_objective
+from pirtune.objectives.control import control_spec
 from pirtune.stages.config import EvaluateConfig
 from pirtune.stages.rundir import Round, begin_stage
 from pirtune.stages.tracking import StageTracker, parameter_counts, track
@@ -48,8 +50,9 @@ def evaluate(cfg: EvaluateConfig, rnd: Round) -> Path:
     if not rnd.tuned.is_file():
         raise UsageError(f"no tuned generator at {rnd.tuned}; run stage=tune first")
     objective = build_objective(cfg.objective)
+    control = _control(cfg, objective)
     with track(rnd.run, "evaluate", rnd, record) as tracker:
-        evaluation = _evaluate(cfg, rnd, objective, tracker)
+        evaluation = _evaluate(cfg, rnd, objective, tracker, control)
         write_evaluation(evaluation, out)
         tracker.metrics({f"tune/eval/{key}": value for key, value in evaluation.metrics.items()},
                         step=0)
@@ -65,8 +68,17 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _control(cfg: EvaluateConfig, objective: nn.Module) -> nn.Module | None:
+    """The control objective of ``cfg.objective`` (sharing a VGG objective's network)."""
+    spec = control_spec(cfg.objective) if cfg.control else None
+    if spec is None:
+        return None
+    shared = getattr(objective, "bank", None)
+    return build_objective({**spec, **({"bank": shared} if shared is not None else {})})
+
+
 def _evaluate(cfg: EvaluateConfig, rnd: Round, objective: nn.Module,
-              tracker: StageTracker) -> Evaluation:
+              tracker: StageTracker, control: nn.Module | None = None) -> Evaluation:
     device = _device(cfg.device)
     estimator = load_estimator(rnd.estimator)
     before, _, _ = load_bundle(rnd.baseline)
@@ -85,6 +97,7 @@ def _evaluate(cfg: EvaluateConfig, rnd: Round, objective: nn.Module,
             "run": rnd.run.name, "seeds": {**rnd.run.seeds, "evaluate": cfg.seed},
         },
         num_samples=cfg.num_samples, seed=cfg.seed, batch_size=cfg.batch_size, alpha=cfg.alpha,
+        control=None if control is None else control.to(device),
     )
     change = evaluation.change
     log.info("evaluate: round %d of %s: mean PIR %.4f -> %.4f (Δ %+.4f, estimated %+.4f), "
@@ -92,4 +105,8 @@ def _evaluate(cfg: EvaluateConfig, rnd: Round, objective: nn.Module,
              change.mean_before, change.mean_after, change.delta, evaluation.predicted.delta,
              change.cohens_d, change.welch.t, change.welch.df, change.welch.p,
              "significant" if change.significant else "not significant", change.alpha)
+    if evaluation.control is not None:
+        log.info("evaluate: control %s: Δ %+.4f; specific gain %+.4f of %+.4f",
+                 evaluation.control_objective["name"], evaluation.control.delta,
+                 evaluation.specific_gain, change.delta)
     return evaluation
