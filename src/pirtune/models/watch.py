@@ -72,7 +72,8 @@ class LowerBoundStop:
 
     ``update`` takes each check's (iteration, lower bound) in order; ``best``
     is the iteration of the highest bound so far, ``fired_at`` the check at
-    which ``patience`` checks in a row have not beaten it (``None`` until then).
+    which ``patience`` checks in a row have not beaten it (``None`` until then)
+    and ``stop_best`` the best check when it fired: where tuning should end.
     """
 
     def __init__(self, patience: int) -> None:
@@ -83,6 +84,7 @@ class LowerBoundStop:
         self.best_value = -math.inf
         self.misses = 0
         self.fired_at: int | None = None
+        self.stop_best: int | None = None
 
     def update(self, iteration: int, value: float) -> bool:
         """Record a check; True when the rule fires at it."""
@@ -91,7 +93,7 @@ class LowerBoundStop:
         else:
             self.misses += 1
         if self.fired_at is None and self.misses >= self.patience:
-            self.fired_at = iteration
+            self.fired_at, self.stop_best = iteration, self.best
             return True
         return False
 
@@ -218,7 +220,7 @@ class TuningWatchCallback(L.Callback):
                  row["recall"], row["distance"], row["d_real_acc"], row["d_fake_acc"])
         if fired and self.early_stop != "off":
             log.info("tune: early stopping rule fires at iteration %d (best lower bound at %d)%s",
-                     module.iteration, self.rule.best,
+                     module.iteration, self.rule.stop_best,
                      "; stopping" if self.early_stop == "stop" else "; recorded only")
             if self.early_stop == "stop":
                 trainer.should_stop = True
@@ -229,7 +231,9 @@ class TuningWatchCallback(L.Callback):
                 if "gold_pir" in row]
         return {"early_stop": self.early_stop, "patience": self.rule.patience,
                 "reward_lambda": self.reward_lambda,
-                "early_stop_at": self.rule.fired_at, "early_stop_best": self.rule.best,
+                "early_stop_at": self.rule.fired_at,
+                "early_stop_best": (self.rule.stop_best if self.rule.fired_at is not None
+                                    else self.rule.best),
                 "gold_best": max(gold)[1] if gold else None,
                 "last_iteration": int(self.rows[-1]["iteration"]) if self.rows else None,
                 "checks": len(self.rows)}
