@@ -7,10 +7,10 @@ effect sizes by task (Fig. 2), colour samples before and after (Fig. 3),
 true vs estimated change (A.1, Fig. 4), change vs initial variability (A.2,
 Fig. 5), effect size over iterations (A.3, Fig. 6) and non-zero PIRs vs
 effect size (Fig. 8); the specific gain beside a control objective and each
-watched tuning's gold and proxy curves (``tune_watch.csv``); and each run's quality before and after tuning beside
-the real-vs-real floor, from the ``quality.json`` files beside the
-evaluations. ``SweepReport`` writes the report of a Hydra multirun when its
-last job ends.
+watched tuning's gold and proxy curves (``tune_watch.csv``); and each run's
+quality before and after tuning beside the real-vs-real floor, from the
+``quality.json`` files beside the evaluations. ``SweepReport`` writes the
+report of a Hydra multirun when its last job ends.
 
 The statistics are pure functions returning frozen dataclasses; the figures
 and the Markdown are drawn from them and from the evaluations, never from
@@ -34,6 +34,5 @@ from pirtune.report.markdown import HEADINGS, render_markdown
 
 __all__ = ["FIGURES", "FIGURE_DIR", "HEADINGS", "REPORT_NAME", "Entry", "RunQuality",
            "SweepReport", "attempt", "draw_figures", "draw_watch_figures", "find_entries",
-           "find_quality",
-           "first_round", "introspection_fit", "iterated", "main", "render_markdown",
-           "variability_fit", "write_report"]
+           "find_quality", "first_round", "introspection_fit", "iterated", "main",
+           "render_markdown", "variability_fit", "write_report"]

@@ -2,10 +2,10 @@
 
 ΔPIR, Cohen's d, Welch's t at α = 0.001, the estimator's own predicted
 change (introspection, A.1) and, with ``control``, the control objective's
-change and the specific gain (``pirtune.objectives.control``) go to ``evaluation.json``, every image's scores
-to ``evaluation_scores.csv``, random before/after grids to
-``eval_{before,after}.png``; the figures are logged as ``tune/eval/*`` and
-the grids as images.
+change and the specific gain (``pirtune.objectives.control``) go to
+``evaluation.json``, every image's scores to ``evaluation_scores.csv``,
+random before/after grids to ``eval_{before,after}.png``; the figures are
+logged as ``tune/eval/*`` and the grids as images.
 """
 
 from __future__ import annotations
