@@ -131,7 +131,7 @@ def plot_nonzero_share(entries: Sequence[Entry], path: Path) -> Path:
     return _save(fig, path)
 
 
-WATCH_PREFIX = "watch_"  # one tuning-watch figure per watched round: watch_<run>_r<round>.png
+WATCH_PREFIX = "watch_"  # a figure per watched round: watch_<nn>_<run folder>_<objective>_r<round>
 
 
 def plot_watch(rows: Sequence[dict[str, float]], title: str, path: Path) -> Path:
@@ -176,10 +176,15 @@ def draw_watch_figures(entries: Sequence[Entry], out_dir: Path) -> dict[str, Pat
         if not rows:
             continue
         e = entry.evaluation
-        label = f"{entry.name}, round {e.round}" + (f" ({e.run})" if e.run else "")
-        stem = "".join(c if c.isalnum() or c in "-_." else "_"
-                       for c in f"{WATCH_PREFIX}{e.run or entry.name}_r{e.round}")
-        drawn[label] = plot_watch(rows, label, out_dir / f"{stem}.png")
+        # The run's folder, from its tuned generator (round r > 1 tunes in <run>/round<r>/):
+        # runs of one objective in a sweep share a name but not a folder.
+        folder = Path(e.generator_after).parent
+        folder = folder if e.round == 1 else folder.parent
+        label = f"{entry.name}, round {e.round} ({folder.name})"
+        slug = "".join(c if c.isalnum() or c in "-_." else "_"
+                       for c in f"{folder.name}_{entry.name}_r{e.round}")
+        drawn[label] = plot_watch(rows, label,
+                                  out_dir / f"{WATCH_PREFIX}{len(drawn):02d}_{slug}.png")
     for stale in out_dir.glob(f"{WATCH_PREFIX}*.png"):
         if stale not in drawn.values():
             stale.unlink()
