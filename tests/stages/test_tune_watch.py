@@ -129,3 +129,23 @@ def test_rms_distance_is_per_image():
     a = torch.zeros(2, 3, 4, 4)
     b = torch.stack([torch.full((3, 4, 4), 0.5), torch.zeros(3, 4, 4)])
     torch.testing.assert_close(rms_distance(b, a), torch.tensor([0.5, 0.0]))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("tune.reward=mode", "tune.reward='mode' is unknown; choose one of: mean, conservative"),
+    ("tune.anchor_space=latent", "tune.anchor_space='latent' is unknown; choose one of: "
+                                 "pixels, features"),
+    ("tune.anchor=-1", "tune.anchor=-1.0 must be at least 0"),
+    ("tune.eval_samples=4", "tune.eval_samples=4 must be more than 5"),
+    ("tune.early_stop=stop tune.eval_every=0", "tune.early_stop=stop decides at the checks; "
+                                               "set tune.eval_every"),
+    ("estimator.targets=gauss", "estimator.targets='gauss' is unknown; choose one of: "
+                                "onehot, hl_gauss"),
+    ("estimator.members=0", "estimator.members=0 must be at least 1"),
+])
+def test_bad_options_are_refused_in_one_line_naming_the_value(make_cfg, override, message):
+    from pirtune.errors import UsageError
+
+    cfg = make_cfg(*override.split())
+    with pytest.raises(UsageError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        train.settings(cfg)
