@@ -149,3 +149,27 @@ def test_bad_options_are_refused_in_one_line_naming_the_value(make_cfg, override
     cfg = make_cfg(*override.split())
     with pytest.raises(UsageError, match=message.replace(".", r"\.").replace("(", r"\(")):
         train.settings(cfg)
+
+
+def test_watching_leaves_the_papers_tuning_exactly_as_it_was(make_cfg, tiny_generator, tmp_path):
+    import shutil
+
+    import torch
+
+    tuned = {}
+    for every in (0, 1):
+        cfg = make_cfg("objective=color_blue", *loop_settings(tiny_generator),
+                       f"tune.eval_every={every}", f"run_dir={tmp_path / f'every{every}'}")
+        if every == 0:
+            train.run(cfg, "collect")
+            train.run(cfg, "estimate")
+            first = Path(cfg.run_dir)
+        else:
+            shutil.copytree(first / "pir_data", Path(cfg.run_dir) / "pir_data")
+            shutil.copyfile(first / "estimator.pt", Path(cfg.run_dir) / "estimator.pt")
+        tuned[every] = torch.load(train.run(cfg, "tune"), weights_only=True)
+    assert (tmp_path / "every1" / WATCH_NAME).is_file()
+    assert not (tmp_path / "every0" / WATCH_NAME).exists()
+    for network in ("generator", "discriminator"):
+        for key, value in tuned[0][network].items():
+            assert torch.equal(value, tuned[1][network][key]), (network, key)

@@ -47,6 +47,9 @@ def tune(cfg: TuneConfig, rnd: Round) -> Path:
     estimator = load_estimator(rnd.estimator)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
+    # Built before seeding: loading its reference generator draws initial weights, which
+    # must not move tuning's random stream (watched or not, tuning is the same).
+    watch = _watch(cfg, rnd) if cfg.eval_every > 0 else None
     L.seed_everything(cfg.seed + rnd.index, workers=True, verbose=False)
     module, meta = PIRTuningModule.from_bundle(
         rnd.start, estimator, cfg.lr, w_pir=cfg.w_pir, ema_decay=cfg.ema_decay,
@@ -56,8 +59,8 @@ def tune(cfg: TuneConfig, rnd: Round) -> Path:
         ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
                         every_n_train_steps=STEPS_PER_ITERATION * cfg.checkpoint_every),
     ]
-    if cfg.eval_every > 0:
-        callbacks.append(_watch(cfg, rnd))
+    if watch is not None:
+        callbacks.append(watch)
     with track(rnd.run, "tune", rnd, record) as tracker:
         tracker.config(parameter_counts(generator=module.generator,
                                         discriminator=module.discriminator,
