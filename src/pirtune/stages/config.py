@@ -32,6 +32,14 @@ Features = Enum("Features", [(name, name) for name in FEATURES])  # type: ignore
 
 SCHEMA_NAME = "pirtune_schema"
 
+# Every key any shipped objective kind takes, null unless its option sets it. Each
+# option of the objective group starts from these (``defaults: [keys, _self_]``), so
+# ``-m objective=vgg_pool2,color_blue objective.k=20`` composes: Hydra first composes
+# the sweep with the default (colour) objective, which must accept ``k`` too. Null
+# keys and keys a class does not take are not passed to it (``build_objective``).
+OBJECTIVE_KEYS = {"colours": None, "layer": None, "filter": None, "k": None, "seed": None,
+                  "weights": None, "input_size": None}
+
 
 class Section:
     """A stage's config section: positivity checks and what its fingerprint leaves out.
@@ -271,5 +279,8 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Store ``TrainConfig`` as ``pirtune_schema``, the base ``train.yaml`` extends."""
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+    """Store ``TrainConfig`` as ``pirtune_schema``, the base ``train.yaml`` extends, and
+    ``objective/keys``, the base of every objective option."""
+    store = ConfigStore.instance()
+    store.store(name=SCHEMA_NAME, node=TrainConfig)
+    store.store(group="objective", name="keys", node=OBJECTIVE_KEYS)
