@@ -63,10 +63,14 @@ class Section:
 
     def fingerprint(self) -> dict[str, Any]:
         """The section's settings that decide its results, flattened to dotted keys."""
-        flat = _flatten(dataclasses.asdict(self))  # type: ignore[call-overload]
-        return {key: value for key, value in flat.items()
+        return self.results(dataclasses.asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def results(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` of this section (a plain tree) without ``not_results``, flattened."""
+        return {key: value for key, value in _flatten(values).items()
                 if not any(key == skip or key.startswith(skip + ".")
-                           for skip in self.not_results)}
+                           for skip in cls.not_results)}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
