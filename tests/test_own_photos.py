@@ -138,3 +138,16 @@ def test_a_folder_of_three_classes_makes_a_three_class_model(tmp_path, compose_c
     given = compose_cfg("data=imagefolder", f"data.root={tmp_path / 'three'}",
                         "data.num_classes=4")
     assert given.data.num_classes == 4 and given.name != cfg.name
+
+
+def test_a_sweep_job_names_the_pretraining_instead_of_racing_for_it(photos, compose_cfg,
+                                                                    monkeypatch):
+    # Parallel jobs would pre-train one generator at once: each job refuses instead.
+    args = ["data=imagefolder", f"data.root={photos}", "seed=1"]
+    monkeypatch.setattr(sys, "argv", ["pirtune-train", *args])
+    monkeypatch.setattr(train, "_multirun", lambda: True)
+    cfg = compose_cfg(*args)
+    with pytest.raises(UsageError, match=re.escape(
+            f"pre-train it first with `pirtune-train stage=pretrain {' '.join(args)}`")):
+        train.run(cfg)
+    assert not naming.pretrained_generator(cfg).exists()

@@ -140,7 +140,8 @@ def the_run(cfg: DictConfig) -> Run:
 def run(cfg: DictConfig, stage: str | None = None) -> Path:
     """Run ``stage`` (default ``cfg.stage``) on ``cfg.run_dir``; return its main output.
 
-    A PIR-loop stage needs ``generator_ckpt``. When it is missing and is the
+    The loop and its collect, tune and evaluate stages draw from
+    ``generator_ckpt``. When it is missing and is the
     bundle ``stage=pretrain`` with this config writes (the default for
     ``experiment=paper`` and for photos, ``data.root``), ``stage=loop`` pre-trains
     it first, in its own run directory, then runs the loop on it. Otherwise, and
@@ -160,7 +161,7 @@ def run(cfg: DictConfig, stage: str | None = None) -> Path:
 def _pretrain_first(cfg: DictConfig) -> None:
     """Pre-train a missing ``generator_ckpt`` when ``stage=pretrain`` writes it (see ``run``)."""
     generator = Path(cfg.generator_ckpt)
-    if generator.exists() or cfg.stage == "report":
+    if generator.exists() or cfg.stage in ("estimate", "report"):  # neither draws from it
         return
     pretraining = cfg.copy()
     pretraining.stage = "pretrain"
