@@ -13,10 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The PIR loop on the default objective (color_blue) from the shipped CPU generator:
-# collect → estimate → tune → evaluate, then runs/cpu-color_blue/report.md.
-# Pre-trains the generator first only when no checkpoint is present.
+# collect → estimate → tune → evaluate, then runs/cpu-color_blue-<hash>/report.md.
+# Pre-trains the generator first only when no checkpoint is present (named
+# cpu-pretrain, so the script finds it).
 run: $(STAMP)
-	test -f $(CHECKPOINT) || ( $(BIN)/pirtune-train stage=pretrain && \
+	test -f $(CHECKPOINT) || ( $(BIN)/pirtune-train stage=pretrain name=cpu-pretrain && \
 	    $(BIN)/python scripts/ship_generator.py runs/cpu-pretrain/generator.pt $(CHECKPOINT) )
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/pirtune-train
 

@@ -1,5 +1,6 @@
 """Copy a pre-trained generator bundle into the package with its reproduction record.
 
+    pirtune-train stage=pretrain name=cpu-pretrain
     python scripts/ship_generator.py runs/cpu-pretrain/generator.pt \
         src/pirtune/checkpoints/acgan-cpu.pt
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 import yaml
 from scipy import stats
 
@@ -159,25 +160,33 @@ def test_single_stages_and_their_order(make_cfg, tiny_generator):
     assert saved["change"]["welch"]["p"] == pytest.approx(again.pvalue, rel=1e-6)
 
 
-def test_a_sweep_over_two_objectives_writes_two_runs_and_one_report(tiny_generator, tmp_path,
-                                                                     tiny_overrides):
+def test_a_sweep_over_two_seeds_writes_two_runs_and_one_report(tiny_generator, tmp_path,
+                                                                tiny_overrides):
+    # The run directories' default place (no run_dir=): $PIRTUNE_HOME/runs/<name>.
     sweep = tmp_path / "sweep"
     result = subprocess.run(
-        [sys.executable, "-m", "pirtune.train", "-m", "hydra/launcher=local",
-         "objective=color_red,color_blue", f"run_dir={tmp_path}/runs/${{name}}",
-         f"hydra.sweep.dir={sweep}", *tiny_overrides, *loop_settings(tiny_generator)],
+        [sys.executable, "-m", "pirtune.train", "-m", "hydra/launcher=local", "seed=0,1",
+         "objective=color_red", f"hydra.sweep.dir={sweep}", *tiny_overrides,
+         *loop_settings(tiny_generator)],
         capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PIRTUNE_HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert runs == ["cpu-color_blue", "cpu-color_red"]
-    for name in runs:
-        assert (tmp_path / "runs" / name / "evaluation.json").is_file()
-    # Each job folder links its run; the sweep's report covers both runs.
-    assert sorted((sweep / job / "run").resolve().name for job in ("0", "1")) == runs
+    runs = sorted((tmp_path / "runs").glob("cpu-color_red-*"))
+    assert len(runs) == 2
+    # Each job folder links its own run, which holds that job's seed and results.
+    linked = {int(job): (sweep / job / "run").resolve() for job in ("0", "1")}
+    assert sorted(linked.values()) == runs
+    for seed, run in linked.items():
+        assert read_pir_dataset(run / "pir_data").meta["seed"] == seed
+    first, second = (read_pir_dataset(run / "pir_data").true_pir for run in runs)
+    assert not torch.equal(first, second)
+    evaluations = [e for run in runs for _, e in load_evaluations(run)]
+    assert len(evaluations) == 2
+    assert evaluations[0].change.mean_after != evaluations[1].change.mean_after
+    # The sweep's report covers both runs.
     text = (sweep / "report.md").read_text()
-    assert "| color_red |" in text and "| color_blue |" in text
+    assert all(run.name in text for run in runs)
     assert all(heading in text for heading in SECTIONS)
 
 
@@ -212,7 +221,8 @@ def test_optuna_searches_the_tuning_for_cohens_d(tiny_generator, tmp_path, tiny_
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert runs == ["cpu-color_red-trial0", "cpu-color_red-trial1"]
+    # Each trial's tuning settings are in its run's name (its hash).
+    assert len(runs) == 2 and all(run.startswith("cpu-color_red-") for run in runs)
     # The sweeper saw each trial's Cohen's d (the main function's return value).
     d = {json.loads((tmp_path / "runs" / run / "evaluation.json").read_text())
          ["change"]["cohens_d"] for run in runs}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,9 @@ def test_loop_stages_share_a_run_named_after_the_objective(make_cfg):
                          ("stage=estimate", "objective=vgg_pool2", "objective.filter=17"),
                          ("stage=collect", "objective=color_red_blue", "experiment=paper")]
         }
-    assert list(names.values()) == ["cpu-color_blue", "cpu-color_blue", "cpu-pretrain",
-                                    "cpu-vgg_fc7_k20_s0", "cpu-vgg_pool2_f17",
-                                    "paper-color_red_blue"]
+    # <label>-<hash of the results' settings>: collect and estimate share one run.
+    labels = [name.rsplit("-", 1)[0] for name in names.values()]
+    assert labels == ["cpu-color_blue", "cpu-color_blue", "cpu-pretrain", "cpu-vgg_fc7_k20_s0",
+                      "cpu-vgg_pool2_f17", "paper-color_red_blue"]
+    assert names[("stage=collect",)] == names[("stage=estimate",)]
+    assert all(re.fullmatch(r"[0-9a-f]{8}", name.rsplit("-", 1)[1]) for name in names.values())

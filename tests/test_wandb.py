@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,8 +40,9 @@ class _Crash(L.Callback):
 
 def test_every_stage_and_round_is_its_own_finished_run(make_cfg, tmp_path, offline,
                                                        monkeypatch):
-    gan = make_cfg("logger=default", "pretrain.iterations=2", "pretrain.sample_every=1",
-                   f"run_dir={tmp_path / 'cpu-pretrain'}")  # the folder its name gives
+    gan = make_cfg("logger=default", "stage=pretrain", "pretrain.iterations=2",
+                   "pretrain.sample_every=1",
+                   f"run_dir={tmp_path}/${{name}}")  # the folder its name gives
     generator = train.run(gan, "pretrain")
     cfg = make_cfg("logger=default", "objective=color_red", "iterations=2",
                    f"generator_ckpt={generator}", *LOOP)
@@ -54,8 +56,8 @@ def test_every_stage_and_round_is_its_own_finished_run(make_cfg, tmp_path, offli
         os.environ[key] = str(tmp_path / key)
     train.run(cfg)
 
-    [pretrain] = offline_runs(tmp_path / "cpu-pretrain" / "wandb")
-    assert (pretrain.job_type, pretrain.group) == ("pretrain", "cpu-pretrain")
+    [pretrain] = offline_runs(Path(gan.run_dir) / "wandb")
+    assert (pretrain.job_type, pretrain.group) == ("pretrain", gan.name)
     assert {"pretrain/train/d_loss", "pretrain/samples"} <= pretrain.history_keys
     assert pretrain.config["params/generator"] > 0 and pretrain.config["pretrain"]["iterations"]
     assert [(t, a[1]) for t, *a in [(r.job_type, *x) for r in [pretrain] for x in r.artifacts]] \
@@ -126,12 +128,14 @@ def test_a_sequential_sweep_gives_one_group_per_job(tiny_generator, tmp_path, ti
     )
     assert result.returncode == 0, result.stderr[-3000:]
     groups = {}
-    for name in ("cpu-color_red", "cpu-color_blue"):
+    names = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert [name.rsplit("-", 1)[0] for name in names] == ["cpu-color_blue", "cpu-color_red"]
+    for name in names:
         runs = offline_runs(tmp_path / "runs" / name / "wandb")
         assert sorted(r.job_type for r in runs) == ["collect", "estimate", "evaluate", "quality",
                                                     "quality", "report", "tune"]
         groups[name] = {r.group for r in runs}
-    assert groups == {"cpu-color_red": {"cpu-color_red"}, "cpu-color_blue": {"cpu-color_blue"}}
+    assert groups == {name: {name} for name in names}
 
 
 def test_a_stage_prints_no_wandb_notice_nobody_can_act_on(tiny_generator, tmp_path,
@@ -149,5 +153,5 @@ def test_a_stage_prints_no_wandb_notice_nobody_can_act_on(tiny_generator, tmp_pa
     assert "anonymous setting" not in console
     assert "Adding directory to artifact" not in console
     [run] = offline_runs(tmp_path / "run" / "wandb")
-    assert [a[:2] for a in run.artifacts if a[1] != "run_table"] == [("cpu-color_blue-pir_data",
-                                                                       "pir-dataset")]
+    [(name, kind)] = [a[:2] for a in run.artifacts if a[1] != "run_table"]
+    assert kind == "pir-dataset" and re.fullmatch(r"cpu-color_blue-[0-9a-f]{8}-pir_data", name)

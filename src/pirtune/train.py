@@ -11,6 +11,7 @@ returns the last round's Cohen's d after a loop (``None`` after other stages).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -21,14 +22,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from pirtune.data.datamodules import folder_classes
 from pirtune.errors import UsageError
 from pirtune.objectives import objective_name
-from pirtune.paths import CONFIG_DIR, SHIPPED_GENERATOR, home, runs_root
+from pirtune.paths import CONFIG_DIR, home, runs_root
 from pirtune.stages import LOOP_STAGES, STAGES, Run
 from pirtune.stages.config import TrainConfig, register_configs
 from pirtune.stages.loop import last_evaluation
+from pirtune.stages.naming import INTERACTIONS, default_generator, run_label, run_name
+from pirtune.stages.rundir import BUNDLE_NAME
 
-INTERACTIONS = "interactions"  # data.kind of conf/data/interactions.yaml
+log = logging.getLogger(__name__)
 
 # Lightning's notices that no user can act on: checkpoints after the optimiser
 # steps are what resuming needs, the pytree notice is Lightning's own, the frozen
@@ -58,25 +62,22 @@ def _wandb_offline() -> bool:
     return not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
 
 
-def _run_name(stage: str, objective: DictConfig, data: DictConfig) -> str:
-    """The PIR-loop stages of an objective share one run, named after the objective.
-
-    A run on the web app's interactions is ``interactions``: in the objective's
-    run it would find that run's ``estimator.pt`` and skip.
-    """
-    if data.get("kind") == INTERACTIONS:
-        return INTERACTIONS
-    return objective_name(objective) if stage in LOOP_STAGES else stage
-
-
 def register_resolvers() -> None:
-    """The schema, and the resolvers ``conf/`` uses: where files go, W&B's mode, run names."""
+    """The schema, and the resolvers ``conf/`` uses: where files go, W&B's mode, run names.
+
+    ``run_name``, ``run_label`` and ``default_generator`` read the whole config
+    (``pirtune.stages.naming``); ``folder_classes`` counts ``data.root``'s classes.
+    """
     register_configs()
     for name, resolver in {"runs_root": lambda: str(runs_root()),
                            "pirtune_home": lambda: str(home()),
-                           "shipped_generator": lambda: str(SHIPPED_GENERATOR),
                            "wandb_offline": _wandb_offline,
-                           "run_name": _run_name}.items():
+                           "run_name": lambda *, _root_: run_name(_root_),
+                           "run_label": lambda *, _root_: run_label(_root_),
+                           "default_generator": lambda *, _root_: str(default_generator(_root_)),
+                           "folder_classes": lambda *, _parent_: folder_classes(
+                               OmegaConf.select(_parent_, "root", throw_on_missing=False)),
+                           }.items():
         OmegaConf.register_new_resolver(name, resolver, replace=True)
 
 
@@ -101,10 +102,14 @@ def check_group_overrides(args: list[str], config_dir: Path = CONFIG_DIR) -> Non
                 )
 
 
+def _arguments() -> list[str]:
+    """The command's overrides (Hydra's, or argv outside Hydra)."""
+    return list(HydraConfig.get().overrides.task if HydraConfig.initialized() else sys.argv[1:])
+
+
 def _command_line() -> str:
-    """The command that reproduces this run (Hydra's overrides, or argv outside Hydra)."""
-    args = HydraConfig.get().overrides.task if HydraConfig.initialized() else sys.argv[1:]
-    return " ".join(["pirtune-train", *args])
+    """The command that reproduces this run."""
+    return " ".join(["pirtune-train", *_arguments()])
 
 
 def settings(cfg: DictConfig) -> TrainConfig:
@@ -133,19 +138,52 @@ def the_run(cfg: DictConfig) -> Run:
 
 
 def run(cfg: DictConfig, stage: str | None = None) -> Path:
-    """Run ``stage`` (default ``cfg.stage``) on ``cfg.run_dir``; return its main output."""
+    """Run ``stage`` (default ``cfg.stage``) on ``cfg.run_dir``; return its main output.
+
+    The loop and its collect, tune and evaluate stages draw from
+    ``generator_ckpt``. When it is missing and is the
+    bundle ``stage=pretrain`` with this config writes (the default for
+    ``experiment=paper`` and for photos, ``data.root``), ``stage=loop`` pre-trains
+    it first, in its own run directory, then runs the loop on it. Otherwise, and
+    in a multirun (whose jobs would race to pre-train one generator), the
+    command stops naming the command that pre-trains it.
+    """
     if stage is not None:
         cfg = cfg.copy()
         cfg.stage = stage
     typed = settings(cfg)
-    if cfg.stage in LOOP_STAGES:
+    if cfg.stage in LOOP_STAGES and cfg.data.get("kind") != INTERACTIONS:
+        _pretrain_first(cfg)
         _link_sweep_job(Path(cfg.run_dir))
     return STAGES[typed.stage](typed, the_run(cfg))
 
 
+def _pretrain_first(cfg: DictConfig) -> None:
+    """Pre-train a missing ``generator_ckpt`` when ``stage=pretrain`` writes it (see ``run``)."""
+    generator = Path(cfg.generator_ckpt)
+    if generator.exists() or cfg.stage in ("estimate", "report"):  # neither draws from it
+        return
+    pretraining = cfg.copy()
+    pretraining.stage = "pretrain"
+    ours = (Path(pretraining.run_dir) / BUNDLE_NAME).resolve() == generator.resolve()
+    if cfg.stage != "loop" or not ours or _multirun():
+        args = [a for a in _arguments() if a.partition("=")[0].lstrip("+") != "stage"]
+        how = (f"`{' '.join(['pirtune-train', 'stage=pretrain', *args])}`" if ours
+               else "stage=pretrain with the same data and model")
+        raise UsageError(f"generator_ckpt {generator} does not exist; pre-train it first with "
+                         f"{how}, or give generator_ckpt=<a generator bundle>")
+    log.info("generator_ckpt %s does not exist: pre-training it first (stage=pretrain)",
+             generator)
+    run(pretraining)
+
+
+def _multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def _link_sweep_job(run_dir: Path) -> None:
     """In a multirun, link the job's output folder to its run (the sweep report follows it)."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if not _multirun():
         return
     link = Path(HydraConfig.get().runtime.output_dir) / "run"
     with contextlib.suppress(FileExistsError):  # a re-run, or another DDP process, made it

@@ -83,7 +83,7 @@ def test_unknown_backbone_lists_the_choices():
 def test_pretrained_weights_come_only_from_the_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     expected = tmp_path / "checkpoints" / "resnet18-f37072fd.pth"
-    with pytest.raises(UsageError, match=rf"{expected}.*estimator\.pretrained=false"):
+    with pytest.raises(UsageError, match=rf"{expected}.*estimator\.network\.pretrained=false"):
         PIREstimator("resnet18", pretrained=True)
 
     # A stand-in for the ImageNet file: random weights in torchvision's layout.
@@ -112,5 +112,5 @@ def test_pretrained_inception_drops_the_auxiliary_head(tmp_path, monkeypatch):
 
 
 def test_small_cnn_has_no_pretrained_weights():
-    with pytest.raises(UsageError, match="pretrained=false"):
+    with pytest.raises(UsageError, match=r"estimator\.network\.pretrained=false"):
         PIREstimator("small_cnn", pretrained=True)

@@ -65,6 +65,17 @@ def check_imagefolder(root: Path) -> None:
             ) from err
 
 
+def folder_classes(root: str | os.PathLike | None) -> int:
+    """The classes of an ImageFolder: its sub-folders (0 when ``root`` is no folder).
+
+    ``conf/data/imagefolder.yaml`` takes ``data.num_classes`` from it; a folder
+    that does not exist is reported when the data module is set up.
+    """
+    if root is None or not Path(root).expanduser().is_dir():
+        return 0
+    return sum(entry.is_dir() for entry in Path(root).expanduser().iterdir())
+
+
 class ImageDataModule(L.LightningDataModule):
     """Images and classes for ACGAN training.
 

@@ -96,9 +96,9 @@ def _hub_weights(url: str, backbone: str) -> dict[str, torch.Tensor]:
     path = hub_cache_path(url)
     if not path.is_file():
         raise UsageError(
-            f"estimator.pretrained=true needs the ImageNet weights of {backbone} at {path} "
+            f"estimator.network.pretrained=true needs the ImageNet weights of {backbone} at {path} "
             f"(download {url} there on a machine with internet), or set "
-            "estimator.pretrained=false to train from scratch"
+            "estimator.network.pretrained=false to train from scratch"
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -159,7 +159,7 @@ class PIREstimator(nn.Module):
             raise UsageError(f"resolution={resolution} must be at least 8 pixels")
         if pretrained and backbone == "small_cnn":
             raise UsageError(
-                "small_cnn has no pretrained weights; set estimator.pretrained=false or "
+                "small_cnn has no pretrained weights; set estimator.network.pretrained=false or "
                 "choose backbone resnet18 or inception_v3"
             )
         self.backbone_name = backbone

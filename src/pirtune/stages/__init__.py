@@ -18,15 +18,13 @@ from pirtune.stages.config import TrainConfig
 from pirtune.stages.estimate import estimate
 from pirtune.stages.evaluate import evaluate
 from pirtune.stages.loop import loop
+from pirtune.stages.naming import LOOP_STAGES
 from pirtune.stages.pretrain import pretrain
 from pirtune.stages.quality import quality
 from pirtune.stages.report import report
 from pirtune.stages.rundir import Round, Run, rounds
 from pirtune.stages.sample import sample
 from pirtune.stages.tune import tune
-
-# The stages that share the objective's run directory.
-LOOP_STAGES = ("loop", "collect", "estimate", "tune", "evaluate", "report")
 
 
 def the_round(cfg: TrainConfig, run: Run) -> Round:

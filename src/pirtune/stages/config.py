@@ -37,6 +37,14 @@ REWARDS = ("mean", "conservative")                 # tune.reward
 ANCHOR_SPACES = ("pixels", "features")             # tune.anchor_space
 EARLY_STOP = ("off", "record", "stop")             # tune.early_stop
 
+# Every key any shipped objective kind takes, null unless its option sets it. Each
+# option of the objective group starts from these (``defaults: [keys, _self_]``), so
+# ``-m objective=vgg_pool2,color_blue objective.k=20`` composes: Hydra first composes
+# the sweep with the default (colour) objective, which must accept ``k`` too. Null
+# keys and keys a class does not take are not passed to it (``build_objective``).
+OBJECTIVE_KEYS = {"colours": None, "layer": None, "filter": None, "k": None, "seed": None,
+                  "weights": None, "input_size": None}
+
 
 class Section:
     """A stage's config section: positivity checks and what its fingerprint leaves out.
@@ -60,10 +68,14 @@ class Section:
 
     def fingerprint(self) -> dict[str, Any]:
         """The section's settings that decide its results, flattened to dotted keys."""
-        flat = _flatten(dataclasses.asdict(self))  # type: ignore[call-overload]
-        return {key: value for key, value in flat.items()
+        return self.results(dataclasses.asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def results(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` of this section (a plain tree) without ``not_results``, flattened."""
+        return {key: value for key, value in _flatten(values).items()
                 if not any(key == skip or key.startswith(skip + ".")
-                           for skip in self.not_results)}
+                           for skip in cls.not_results)}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -315,5 +327,8 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Store ``TrainConfig`` as ``pirtune_schema``, the base ``train.yaml`` extends."""
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+    """Store ``TrainConfig`` as ``pirtune_schema``, the base ``train.yaml`` extends, and
+    ``objective/keys``, the base of every objective option."""
+    store = ConfigStore.instance()
+    store.store(name=SCHEMA_NAME, node=TrainConfig)
+    store.store(group="objective", name="keys", node=OBJECTIVE_KEYS)

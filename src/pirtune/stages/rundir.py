@@ -192,8 +192,8 @@ def artifact_name(run: Run, path: Path) -> str:
     Files of this run are ``<run name>-<relative path>``; a file from elsewhere
     is ``<its folder>-<stem>``, which is the name its own run gave it when that
     run kept its default directory (``runs/<name>``), so lineage across runs
-    joins (a generator pre-trained in ``runs/cpu-pretrain`` is
-    ``cpu-pretrain-generator`` to every run that tunes it).
+    joins (a generator pre-trained in ``runs/cpu-pretrain-29b5aaf2`` is
+    ``cpu-pretrain-29b5aaf2-generator`` to every run that tunes it).
     """
     path = path.resolve()
     try:
