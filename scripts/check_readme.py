@@ -1,7 +1,7 @@
 """Check that every shell command in the README and docs/*.md works as written.
 
-    .venv/bin/python scripts/check_readme.py            # README.md and docs/*.md; .ci/run runs it
-    .venv/bin/python scripts/check_readme.py --list     # what each command would get, running nothing
+    .venv/bin/python scripts/check_readme.py          # README.md and docs/*.md (.ci/run)
+    .venv/bin/python scripts/check_readme.py --list   # what each command gets; runs none
 
 The convention the documents keep:
 
@@ -38,12 +38,14 @@ before it in the same file wrote:
   ``--option`` the line uses must be in the help text.
 - ``pirtune-serve`` (a server that runs until stopped): ``--help``, and every
   ``--option`` the line uses must be in the help text.
-- ``python scripts/<name>.py`` (benchmarks and launchers that take minutes
-  and write committed files): ``--help`` and its options, as above.
+- ``python scripts/<name>.py``, ``.venv/bin/python scripts/<name>.py``
+  (benchmarks and launchers that take minutes and write committed files):
+  ``--help`` and its options, as above.
 - ``make <target>``: ``make -n <target>`` (the target exists; nothing runs:
   ``make run`` and ``make test`` take minutes, and ``.ci/run`` runs
   ``make test`` itself).
 - ``pytest ...`` (``.venv/bin/pytest``): ``--collect-only`` with its options.
+  ``.venv/bin/<program>`` is the program in the venv the check runs in.
 - ``source .venv/bin/activate``: the venv's activate script exists.
 - ``VAR=value`` before any of these: set in the command's environment.
 
@@ -243,13 +245,34 @@ def compose_jobs(args: list[str], scratch: Path) -> list:
     return configs
 
 
+def rule(argv: list[str]) -> str:
+    """The name of the rule for a command's form; a form no rule knows is an error."""
+    if train_args(argv) is not None:
+        return "train"
+    program = argv[0] if argv else ""
+    if program in ("pirtune-landscapes", "pirtune-report", "pirtune-export", "pirtune-serve"):
+        return program
+    if (Path(program).name == "python" and len(argv) > 1
+            and re.fullmatch(r"scripts/[\w/]+\.py", argv[1])):
+        return "script"
+    if program == "make" and len(argv) == 2:
+        return "make"
+    if Path(program).name == "pytest":
+        return "pytest"
+    if argv == ["source", ".venv/bin/activate"]:
+        return "activate"
+    raise CheckError(f"no rule for this form of command: {' '.join(argv[:3])} …; "
+                     "add one to scripts/check_readme.py (rule and plan)")
+
+
 def plan(command: Command, scratch: Path) -> Step:
     """What the check does with ``command`` (see the module docstring); unknown forms fail."""
     argv = command.argv
+    kind = rule(argv)
     placeholder = next((a for a in argv if PLACEHOLDER.search(a)), None)
     options = [a.split("=")[0] for a in argv if a.startswith("--")]
-    args = train_args(argv)
-    if args is not None:
+    if kind == "train":
+        args = train_args(argv)
         multirun = bool({"-m", "--multirun"} & set(args))
         overrides = [a for a in args if a not in ("-m", "--multirun")]
         configs = compose_jobs(overrides, scratch)
@@ -275,28 +298,25 @@ def plan(command: Command, scratch: Path) -> Step:
         first = sweep_jobs(overrides)[0]
         return Step("compose", [*form, *first, "--cfg", "job"], why_not)
     program = argv[0]
-    if program in ("pirtune-landscapes", "pirtune-report", "pirtune-export"):
+    if kind in ("pirtune-landscapes", "pirtune-report", "pirtune-export"):
         if command.needs or placeholder:
             reason = f"needs {command.needs}" if command.needs else f"placeholder {placeholder}"
             return Step("help", [program, "--help"], reason, options=options)
         extra = ["--n", "4"] if program == "pirtune-landscapes" else []
         return Step("run", [*argv, *extra], "a real run" + (" of 4 images" if extra else ""))
-    if program == "pirtune-serve":
+    if kind == "pirtune-serve":
         return Step("help", [program, "--help"], "a server runs until stopped", options=options)
-    if program == "python" and len(argv) > 1 and re.fullmatch(r"scripts/[\w/]+\.py", argv[1]):
+    if kind == "script":
         return Step("help", argv[:2] + ["--help"], "a script that takes minutes",
                     in_scratch=False, options=options)
-    if program == "make" and len(argv) == 2:
+    if kind == "make":
         return Step("dry-run", ["make", "-n", argv[1]], "make targets take minutes",
                     in_scratch=False)
-    if Path(program).name == "pytest":
+    if kind == "pytest":
         return Step("collect", [program, *argv[1:], "--collect-only", "-q"],
                     "the suite itself runs in make test", in_scratch=False)
-    if argv[:2] == ["source", ".venv/bin/activate"] and len(argv) == 2:
-        venv = Path(sys.executable).parent.parent
-        return Step("exists", [], "activation", exists=venv / "bin" / "activate")
-    raise CheckError(f"no rule for this form of command: {' '.join(argv[:3])} …; "
-                     "add one to scripts/check_readme.py (plan)")
+    venv = Path(sys.executable).parent.parent  # kind == "activate"
+    return Step("exists", [], "activation", exists=venv / "bin" / "activate")
 
 
 # -- running -----------------------------------------------------------------------------
@@ -325,11 +345,14 @@ def execute(command: Command, step: Step, scratch: Path) -> str | None:
     if step.how == "exists":
         return None if step.exists.is_file() else f"{step.exists} does not exist"
     env = environment(command, scratch)
-    program = shutil.which(step.argv[0], path=env["PATH"])
+    argv = list(step.argv)
+    if argv[0].startswith(".venv/bin/"):  # the venv this check runs in is the user's .venv
+        argv[0] = str(Path(sys.executable).parent / Path(argv[0]).name)
+    program = shutil.which(argv[0], path=env["PATH"])
     if program is None:
         return f"{step.argv[0]}: command not found (is the venv set up? make test)"
     try:
-        done = subprocess.run(step.argv, cwd=scratch if step.in_scratch else REPO, env=env,
+        done = subprocess.run(argv, cwd=scratch if step.in_scratch else REPO, env=env,
                               capture_output=True, text=True, timeout=SECONDS)
     except subprocess.TimeoutExpired:
         return f"took more than {SECONDS} s"
@@ -361,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="readme-check-") as tmp:
         for path in documents(args.documents):
-            scratch = Path(tmp) / path.relative_to(REPO).as_posix().replace("/", "-")
+            scratch = Path(tmp) / f"{len(list(Path(tmp).iterdir()))}-{path.stem}"
             scratch.mkdir()
             scratch_dir(scratch)
             try:

@@ -42,7 +42,8 @@ def main() -> None:
     change = evaluation["change"]
     result = {
         "command": " ".join(["pirtune-train", *command[1:]]),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "machine": {"cores_usable": len(os.sched_getaffinity(0)), "cores": os.cpu_count(),
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "python": platform.python_version(), "torch": torch.__version__},
         "wall_s": round(seconds, 1),
         "n_before": change["n_before"], "n_after": change["n_after"],
@@ -56,8 +57,9 @@ def main() -> None:
     m = result["machine"]
     args.out.with_suffix(".md").write_text(
         f"`{result['command']}` from the shipped generator in a fresh run directory, "
-        f"on {m['cpus']} CPU core(s) (torch {m['torch']}, {m['torch_threads']} threads), "
-        "shared with other jobs. Made by `python scripts/bench/loop.py`.\n\n"
+        f"on {m['cores_usable']} usable CPU core(s) of {m['cores']} (torch {m['torch']}, "
+        f"OMP_NUM_THREADS={m['omp_num_threads']}), possibly shared with other jobs. "
+        "Made by `python scripts/bench/loop.py`.\n\n"
         "| figure | value |\n|---|---:|\n"
         f"| wall time of the command | {seconds / 60:.1f} min |\n"
         f"| mean PIR before → after ({change['n_before']} + {change['n_after']} samples) "
