@@ -49,8 +49,9 @@ before it in the same file wrote:
 - ``source .venv/bin/activate``: the venv's activate script exists.
 - ``VAR=value`` before any of these: set in the command's environment.
 
-Exit status 1 names the file and line of every command that failed, with the
-end of its output.
+Real runs go one after another in the documents' order; the other checks
+run ``--jobs`` (2) at a time beside them. Exit status 1 names the file and
+line of every command that failed, with the end of its output.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -375,14 +377,36 @@ def documents(names: list[str]) -> list[Path]:
     return paths
 
 
+def report(command: Command, step: Step, problem: str | None, seconds: float) -> str | None:
+    """Print one command's outcome; return the failure message, or None."""
+    status = "ok  " if problem is None else "FAIL"
+    print(f"{status} {step.how:8} {seconds:5.1f} s {command.where}: {command.text}  "
+          f"[{step.reason}]", flush=True)
+    if problem is None:
+        return None
+    print("    " + problem.replace("\n", "\n    "), flush=True)
+    return f"{command.where}: {command.text}\n    " + problem.replace("\n", "\n    ")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("documents", nargs="*", default=DOCUMENTS)
     parser.add_argument("--list", action="store_true", help="say what each command gets; run none")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="checks that only compose or ask for --help, run side by side")
     args = parser.parse_args(argv)
-    failures = []
+    failures: list[str] = []
     begin = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="readme-check-") as tmp:
+
+    def timed(command: Command, step: Step, scratch: Path) -> tuple[str | None, float]:
+        start = time.perf_counter()
+        return execute(command, step, scratch), time.perf_counter() - start
+
+    # Real runs go one after another, in the documents' order (a command may read
+    # what an earlier one wrote); the other checks read nothing a command writes.
+    with (tempfile.TemporaryDirectory(prefix="readme-check-") as tmp,
+          ThreadPoolExecutor(max_workers=args.jobs) as pool):
+        pending = []
         for path in documents(args.documents):
             scratch = Path(tmp) / f"{len(list(Path(tmp).iterdir()))}-{path.stem}"
             scratch.mkdir()
@@ -394,7 +418,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FAIL {err}")
                 continue
             for command in found:
-                start = time.perf_counter()
                 try:
                     step = plan(command, scratch)
                 except CheckError as err:
@@ -403,16 +426,13 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if args.list:
                     print(f"{step.how:8} {command.where}: {command.text}  [{step.reason}]")
-                    continue
-                problem = execute(command, step, scratch)
-                status = "ok  " if problem is None else "FAIL"
-                print(f"{status} {step.how:8} {time.perf_counter() - start:5.1f} s "
-                      f"{command.where}: {command.text}  [{step.reason}]", flush=True)
-                if problem is not None:
-                    message = f"{command.where}: {command.text}\n    " + \
-                        problem.replace("\n", "\n    ")
-                    failures.append(message)
-                    print("    " + problem.replace("\n", "\n    "), flush=True)
+                elif step.how == "run":
+                    failures.append(report(command, step, *timed(command, step, scratch)))
+                else:
+                    pending.append((command, step, pool.submit(timed, command, step, scratch)))
+        for command, step, future in pending:
+            failures.append(report(command, step, *future.result()))
+    failures = [f for f in failures if f is not None]
     print(f"{len(failures)} failed; {time.perf_counter() - begin:.0f} s")
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)

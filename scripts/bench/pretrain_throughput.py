@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -155,6 +156,8 @@ def main() -> None:
         "batch": cfg.data.batch_size,
         "precision": str(cfg.trainer.precision),
         "compile": args.compile,
+        "timed_iterations": args.iters,
+        "load_average_1min": round(os.getloadavg()[0], 1),  # other jobs on the machine
         "plain_it_per_s": round(plain, 2),
         "lightning_it_per_s": round(lightning, 2),
         "lightning_over_plain": round(lightning / plain, 3),
