@@ -337,7 +337,6 @@ def environment(command: Command, scratch: Path) -> dict[str, str]:
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            "VIRTUAL_ENV": str(bin_dir.parent), "WANDB_MODE": "offline",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    env.pop("PIRTUNE_HOME", None)  # runs go to ./runs of the scratch directory
     env.update(command.env)
     return env
 
@@ -397,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     failures: list[str] = []
     begin = time.perf_counter()
+    os.environ.pop("PIRTUNE_HOME", None)  # runs go to ./runs of each scratch directory
 
     def timed(command: Command, step: Step, scratch: Path) -> tuple[str | None, float]:
         start = time.perf_counter()
