@@ -34,9 +34,11 @@ def main() -> None:
     command = [str(Path(sys.executable).with_name("pirtune-train")),
                f"objective={args.objective}", *overrides]
     with tempfile.TemporaryDirectory() as home:
+        load_before = os.getloadavg()[0]
         start = time.perf_counter()
         subprocess.run(command, check=True, env={**os.environ, "PIRTUNE_HOME": home})
         seconds = time.perf_counter() - start
+        load_after = os.getloadavg()[0]
         run = Path(home) / "runs" / f"cpu-{args.objective}"
         evaluation = json.loads((run / "evaluation.json").read_text())
     change = evaluation["change"]
@@ -46,6 +48,8 @@ def main() -> None:
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "python": platform.python_version(), "torch": torch.__version__},
         "wall_s": round(seconds, 1),
+        # other jobs on the machine (1-minute load average before and after)
+        "load_average": [round(load_before, 1), round(load_after, 1)],
         "n_before": change["n_before"], "n_after": change["n_after"],
         "mean_before": change["mean_before"], "mean_after": change["mean_after"],
         "delta": change["delta"], "cohens_d": change["cohens_d"],
@@ -62,6 +66,7 @@ def main() -> None:
         "Made by `python scripts/bench/loop.py`.\n\n"
         "| figure | value |\n|---|---:|\n"
         f"| wall time of the command | {seconds / 60:.1f} min |\n"
+        f"| load average before, after | {load_before:.1f}, {load_after:.1f} |\n"
         f"| mean PIR before → after ({change['n_before']} + {change['n_after']} samples) "
         f"| {change['mean_before']:.3f} → {change['mean_after']:.3f} |\n"
         f"| ΔPIR | {change['delta']:.3f} |\n"
