@@ -420,9 +420,10 @@ def main(argv: list[str] | None = None) -> int:
             for command in found:
                 try:
                     step = plan(command, scratch)
-                except CheckError as err:
-                    failures.append(f"{command.where}: {command.text}\n    {err}")
-                    print(f"FAIL {command.where}: {command.text}\n    {err}")
+                except Exception as err:  # a rule refused it, or Hydra could not compose it
+                    why = str(err).replace("\n", "\n    ")
+                    failures.append(f"{command.where}: {command.text}\n    {why}")
+                    print(f"FAIL {command.where}: {command.text}\n    {why}")
                     continue
                 if args.list:
                     print(f"{step.how:8} {command.where}: {command.text}  [{step.reason}]")
