@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts
 
 bench: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/bench/pretrain_throughput.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/bench/pretrain_throughput.py --json docs/bench/throughput.json
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/bench/webapp.py --out docs/bench
 
 clean:

@@ -5,9 +5,10 @@ procedural landscapes, uint8 in memory, converted on the device), and do the
 same work per iteration: one discriminator update, then one generator update.
 Prints iterations per second for each and their ratio.
 
-    OMP_WAIT_POLICY=PASSIVE python scripts/bench/pretrain_throughput.py            # CPU default
+    OMP_WAIT_POLICY=PASSIVE python scripts/bench/pretrain_throughput.py \
+        --json docs/bench/throughput.json                                  # CPU default
     python scripts/bench/pretrain_throughput.py experiment=paper trainer=gpu \
-        --compile reduce-overhead                                                   # one GPU
+        --compile reduce-overhead                                          # one GPU
 
 Run it alone: on a 2-core machine a second busy process distorts the figures.
 Extra arguments of the form key=value are Hydra overrides of conf/train.yaml.
@@ -18,7 +19,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -124,7 +127,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--compile", default=None,
                         help="torch.compile mode for both networks (e.g. reduce-overhead)")
-    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--json", default=None,
+                        help="also add the figures to this JSON list (docs/bench/throughput.json)")
     args, overrides = parser.parse_known_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,14 +156,17 @@ def main() -> None:
         "batch": cfg.data.batch_size,
         "precision": str(cfg.trainer.precision),
         "compile": args.compile,
+        "timed_iterations": args.iters,
+        "load_average_1min": round(os.getloadavg()[0], 1),  # other jobs on the machine
         "plain_it_per_s": round(plain, 2),
         "lightning_it_per_s": round(lightning, 2),
         "lightning_over_plain": round(lightning / plain, 3),
     }
     print(json.dumps(result))
     if args.json:
-        with open(args.json, "a") as f:
-            f.write(json.dumps(result) + "\n")
+        path = Path(args.json)
+        rows = json.loads(path.read_text()) if path.is_file() else []
+        path.write_text(json.dumps([*rows, result], indent=1) + "\n")
 
 
 if __name__ == "__main__":
