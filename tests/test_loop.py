@@ -229,3 +229,15 @@ def test_optuna_searches_the_tuning_for_cohens_d(tiny_generator, tmp_path, tiny_
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(d))
     assert set(best["best_params"]) == {"tune.steps", "tune.w_pir", "tune.lr"}
+
+
+def test_the_loop_without_quality_skips_only_the_quality_files(make_cfg, tiny_generator):
+    """quality.in_loop=false: the same run directory, evaluation and report, no quality files."""
+    cfg = make_cfg("objective=color_red", "quality.in_loop=false", *loop_settings(tiny_generator))
+    with_quality = make_cfg("objective=color_red", *loop_settings(tiny_generator))
+    assert cfg.name == with_quality.name  # whether the loop scores quality changes no result
+    report = train.run(cfg)
+    run = Path(cfg.run_dir)
+    assert (run / "evaluation.json").is_file() and report.is_file()
+    assert not (run / "quality_base.json").exists() and not (run / "quality.json").exists()
+    assert "No quality.json was found" in report.read_text()

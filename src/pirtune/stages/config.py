@@ -255,8 +255,9 @@ class QualityConfig(Section):
 
     name: ClassVar[str] = "quality"
     positive: ClassVar[tuple[str, ...]] = ("samples", "k", "kid_subsets", "batch_size")
-    not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "batch_size", "device")
+    not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "batch_size", "device", "in_loop")
 
+    in_loop: bool = True            # the loop scores its generators (false: a sweep skips it)
     samples: int = 2000             # generated images, and images in each of two real sets
     k: int = 5                      # nearest neighbours of precision/recall, density/coverage
     features: Features = Features.landscape  # the shipped encoder, or inception (torch cache)

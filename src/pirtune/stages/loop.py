@@ -1,5 +1,6 @@
 """Stage ``loop`` (the default): the generator's quality, every round's collect → estimate →
 tune → evaluate → quality of the tuned generator, then the report.
+``quality.in_loop=false`` leaves both quality stages out (the report says so).
 
 Every stage skips what is done and resumes what is half done, so running
 the same command after an interruption finishes the run.
@@ -24,13 +25,15 @@ from pirtune.stages.tune import tune
 def loop(cfg: LoopConfig, run: Run) -> Path:
     """Run every round, then write the run's report; return its path."""
     # Before any round: a data problem (too few real images) stops the loop at once.
-    base_quality(cfg.quality, run, cfg.generator)
+    if cfg.quality.in_loop:
+        base_quality(cfg.quality, run, cfg.generator)
     for rnd in rounds(run, cfg.iterations, cfg.generator, cfg.pir_data):
         collect(cfg.collect, rnd)
         estimate(cfg.estimate, rnd)
         tune(cfg.tune, rnd)
         evaluate(cfg.evaluate, rnd)
-        round_quality(cfg.quality, rnd)
+        if cfg.quality.in_loop:
+            round_quality(cfg.quality, rnd)
     return report(run)
 
 
