@@ -71,8 +71,11 @@ def estimate(cfg: EstimateConfig, rnd: Round) -> Path:
     module = PIREstimatorModule(instantiate(settings.network), instantiate(settings.optimizer))
     with track(rnd.run, "estimate", rnd, record) as tracker:
         tracker.config(parameter_counts(estimator=module.network))
-        fit = trainer(rnd.run, [ModelCheckpoint(dirpath=checkpoints, save_last=True,
-                                                save_top_k=0)],
+        # Lightning writes last.ckpt at an epoch's end only beside a top-k checkpoint:
+        # keep the newest epoch's (no monitor) and link last.ckpt to it, so a killed
+        # estimate resumes from its last finished epoch rather than from scratch.
+        fit = trainer(rnd.run, [ModelCheckpoint(dirpath=checkpoints, save_last="link",
+                                                save_top_k=1)],
                       tracker.loggers, max_epochs=settings.epochs)
         fit.fit(module, datamodule=datamodule, ckpt_path=resume_path("estimate", checkpoints))
         if fit.is_global_zero:
