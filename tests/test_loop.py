@@ -57,9 +57,15 @@ def test_two_rounds_write_every_file_and_a_full_report(make_cfg, tiny_generator,
     # Both rounds are judged against the untuned generator, with the same fresh latents.
     assert first.generator_before == second.generator_before == str(tiny_generator)
     assert first.change.mean_before == second.change.mean_before
-    saved = json.loads((run / "evaluation.json").read_text())
-    assert saved["change"]["welch"]["p"] == first.change.welch.p
-    assert saved["tuning"]["steps"] == 3
+    # Each round's Welch test again, from its own per-image scores.
+    for evaluation, folder in ((first, run), (second, run / "round2")):
+        with open(folder / "evaluation_scores.csv") as f:
+            rows = list(csv.DictReader(f))
+        scores = {name: [float(r["true_pir"]) for r in rows if r["set"] == name]
+                  for name in ("before", "after")}
+        again = stats.ttest_ind(scores["after"], scores["before"], equal_var=False)
+        assert evaluation.change.welch.p == pytest.approx(again.pvalue, rel=1e-6)
+    assert first.tuning["steps"] == 3
 
     # Round 2 collected from round 1's tuned generator, and its estimator learned
     # from both rounds' images.
@@ -90,10 +96,17 @@ def test_two_rounds_write_every_file_and_a_full_report(make_cfg, tiny_generator,
     assert "| class acc. mountain |" in quality
     assert (run / "report" / "fig6_iterations.png").is_file()
     assert text.count("| color_red | colour / 1 colour |") == 2  # a table row per round
-    # The tuning logged the estimated PIR, and the evaluation its figures.
-    metrics = (run / "logs").rglob("metrics.csv")
-    header = "".join(path.read_text().splitlines()[0] for path in metrics)
-    assert "tune/train/estimated_pir" in header and "tune/eval/welch_p" in header
+    # Each stage's metrics per round: logs/<stage>/round<r>/ (round 2's apart from round 1's),
+    # with the tuning's estimated PIR at every step and the evaluation's figures.
+    for index, evaluation in ((1, first), (2, second)):
+        with open(run / "logs" / "evaluate" / f"round{index}" / "metrics.csv") as f:
+            [logged] = list(csv.DictReader(f))
+        assert float(logged["tune/eval/welch_p"]) == pytest.approx(evaluation.change.welch.p,
+                                                                   rel=1e-5)
+        with open(run / "logs" / "tune" / f"round{index}" / "metrics.csv") as f:
+            steps = [row for row in csv.DictReader(f) if row.get("tune/train/estimated_pir")]
+        assert len(steps) == 3, index
+    assert sorted(p.name for p in (run / "logs" / "estimate").iterdir()) == ["round1", "round2"]
 
 
 class _Crash(L.Callback):

@@ -51,11 +51,35 @@ def test_hflip_flips_some_images_and_only_mirrors_them():
 
 
 def test_imagefolder_of_photos_loads_resized(tmp_path):
-    write_imagefolder(tmp_path / "photos", n=6, resolution=24)
+    from PIL import Image
+
+    # Photos of two sizes and aspect ratios, in two classes (folder names, sorted).
+    g = torch.Generator().manual_seed(0)
+    photos = {"coast/a.png": (24, 36), "coast/b.png": (30, 30), "mountain/c.png": (40, 20)}
+    pixels = {}
+    for name, (height, width) in photos.items():
+        array = torch.randint(0, 256, (height, width, 3), generator=g, dtype=torch.uint8)
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array.numpy()).save(tmp_path / "photos" / name)
+        pixels[name] = array
     dm = ImageDataModule(root=str(tmp_path / "photos"), resolution=16, batch_size=2)
+    dm.setup()
+    for index, name in enumerate(sorted(photos)):
+        image, label = dm.train_set[index]
+        assert image.dtype == torch.uint8 and image.shape == (3, 16, 16)
+        assert label == (0 if name.startswith("coast") else 1)
+        # The shorter side resized to 16 (antialiased), then the centre 16×16 cut out.
+        height, width = photos[name]
+        size = (16, round(16 * width / height)) if height < width else (
+            round(16 * height / width), 16)
+        resized = torch.nn.functional.interpolate(
+            pixels[name].permute(2, 0, 1)[None].float(), size=size, mode="bilinear",
+            antialias=True, align_corners=False)[0]
+        top, left = (size[0] - 16) // 2, (size[1] - 16) // 2
+        expected = resized[:, top:top + 16, left:left + 16]
+        assert (image.float() - expected).abs().max() <= 1.0, name  # 8-bit rounding
     images, labels = next(iter(dm.train_dataloader()))
-    assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
-    assert set(labels.tolist()) <= {0, 1}
+    assert images.shape == (2, 3, 16, 16)
 
 
 def _corrupt(path: Path) -> None:

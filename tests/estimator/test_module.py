@@ -9,6 +9,9 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from scipy import stats
 from torch import nn
 
 from pirtune.data.datamodules import PIRDataModule
@@ -22,6 +25,7 @@ from pirtune.estimator import (
     evaluate_estimator,
     expected_pir,
 )
+from pirtune.estimator.module import estimate_pir
 
 
 def _trainer(**kwargs) -> L.Trainer:
@@ -49,7 +53,22 @@ def test_training_steps_move_every_parameter_and_log_metrics(tmp_path):
     metrics = trainer.callback_metrics
     assert {"estimate/train/loss", "estimate/val/loss", "estimate/val/mae",
             "estimate/val/spearman_observed", "estimate/val/spearman_true"} <= set(metrics)
-    assert 0.0 <= float(metrics["estimate/val/mae"]) <= 1.0
+    # The logged validation figures, recomputed from the held-out split by hand:
+    # the expected PIR at temperature 1 against the observed (and true) PIR.
+    val = dm.val_records
+    module.eval()
+    with torch.no_grad():
+        probs = torch.softmax(module.network(val.images.float() / 255), dim=-1)
+    estimate = probs @ ((torch.arange(100) + 0.5) / 100)
+    assert float(metrics["estimate/val/mae"]) == pytest.approx(
+        float((estimate - val.observed_pir).abs().mean()), rel=1e-4)
+    assert float(metrics["estimate/val/spearman_observed"]) == pytest.approx(
+        stats.spearmanr(estimate, val.observed_pir).statistic, abs=1e-4)
+    assert float(metrics["estimate/val/spearman_true"]) == pytest.approx(
+        stats.spearmanr(estimate, val.true_pir).statistic, abs=1e-4)
+    observed_bin = (val.positives * 100).div(val.impressions, rounding_mode="floor")
+    assert float(metrics["estimate/val/loss"]) == pytest.approx(float(F.nll_loss(
+        probs.log(), observed_bin.clamp(max=99))), rel=1e-4)
 
 
 def test_validation_without_true_pir_skips_its_correlation(tmp_path):
@@ -61,11 +80,26 @@ def test_validation_without_true_pir_skips_its_correlation(tmp_path):
     assert "estimate/val/spearman_true" not in trainer.callback_metrics
 
 
-def test_default_optimizer_is_the_papers_adam():
-    module = PIREstimatorModule(PIREstimator(resolution=16))
-    optimizer = module.configure_optimizers()
-    assert isinstance(optimizer, torch.optim.Adam)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
+@pytest.mark.parametrize("optimizer", ["default", "config"])
+def test_the_optimizer_takes_the_papers_adam_step_on_every_network_weight(make_cfg, optimizer):
+    torch.manual_seed(0)
+    factory = None if optimizer == "default" else instantiate(make_cfg().estimator.optimizer)
+    module = PIREstimatorModule(PIREstimator(resolution=16), factory)
+    opt = module.configure_optimizers()
+    params = dict(module.network.named_parameters())
+    assert {id(p) for group in opt.param_groups for p in group["params"]} == {
+        id(p) for p in params.values()}
+    before = {k: v.detach().clone() for k, v in params.items()}
+    module._loss(module(torch.rand(4, 3, 16, 16)), torch.rand(4)).backward()
+    opt.step()
+    # Adam's first step moves each weight by lr·g/(|g| + ε): lr = 5e-4 (C.3) wherever
+    # the gradient is well above ε; plain SGD would move it by lr·g, RMSprop by 10·lr.
+    for name, param in params.items():
+        clear = param.grad.abs() > 1e-4
+        assert bool(clear.any()), name
+        step = (param.detach() - before[name]).abs()[clear]
+        torch.testing.assert_close(step, torch.full_like(step, 5e-4), rtol=1e-3, atol=0,
+                                   msg=name)
 
 
 def test_network_without_bins_is_refused():
@@ -165,6 +199,36 @@ def test_a_training_module_is_evaluated_frozen_at_the_requested_temperature():
     assert module.training is True and all(p.requires_grad for p in module.parameters())
     with pytest.raises(UsageError, match="cannot evaluate a Linear"):
         evaluate_estimator(nn.Linear(2, 2), _records([10], [0]))
+
+
+def test_estimator_learns_to_beat_predicting_the_mean(tmp_path):
+    """Seconds on one core: 512 noisy single-colour images, the blue share as PIR."""
+    g = torch.Generator().manual_seed(0)
+    colour = torch.rand(512, 3, 1, 1, generator=g)
+    images = (colour + 0.1 * torch.randn(512, 3, 16, 16, generator=g)).clamp(0, 1)
+    true_pir = (images[:, 2].pow(2).sum((1, 2)) / images.pow(2).sum((1, 2, 3))).sqrt()
+    clicks = simulate_clicks(true_pir, 200, generator=g)
+    root = write_pir_dataset(tmp_path / "blue", (images * 255).round().to(torch.uint8), 0, 200,
+                             clicks, true_pir=true_pir)
+    dm = PIRDataModule(str(root), val_fraction=0.25, batch_size=32, seed=0)
+    L.seed_everything(0, verbose=False)
+    module = PIREstimatorModule(PIREstimator("small_cnn", resolution=16))
+    dm.setup()
+    held_out = dm.val_records
+
+    def mae() -> float:
+        estimate = estimate_pir(module.frozen(), held_out.images)  # T = 0.01, as in use
+        return float((estimate - held_out.true_pir).abs().mean())
+
+    # What an estimator that learned nothing but the training set's mean would score.
+    baseline = float((dm.train_records.observed_pir.mean() - held_out.true_pir).abs().mean())
+    untrained = mae()
+    _trainer(max_epochs=8, num_sanity_val_steps=0, limit_val_batches=0).fit(module, datamodule=dm)
+    trained = mae()
+    # Measured (data seeds 0–2): trained/baseline 0.25–0.38, Spearman 0.94–0.97; the
+    # untrained network scores about the baseline.
+    assert trained < 0.6 * min(baseline, untrained), (trained, baseline, untrained)
+    assert evaluate_estimator(module, held_out).spearman_true > 0.85
 
 
 @pytest.mark.slow

@@ -64,14 +64,31 @@ def test_expected_pir_rejects_non_positive_temperature():
         expected_pir(torch.zeros(1, 4), 0)
 
 
-@pytest.mark.parametrize("backbone, size", [("small_cnn", 32), ("small_cnn", 64),
-                                            ("resnet18", 32), ("inception_v3", 32)])
-def test_backbone_outputs_one_logit_per_bin(backbone, size):
+# What each backbone's weights expect: ImageNet statistics, or [-1, 1] for small_cnn.
+INPUT_STATS = {"small_cnn": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+               "resnet18": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+               "inception_v3": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+
+
+@pytest.mark.parametrize("backbone, size, seen", [("small_cnn", 32, 32), ("small_cnn", 64, 32),
+                                                  ("resnet18", 32, 32),
+                                                  ("inception_v3", 32, 299)])
+def test_backbone_sees_the_normalised_image_at_its_own_size(backbone, size, seen):
     net = PIREstimator(backbone, bins=100, resolution=32).eval()
+    inputs = []
+    net.backbone.register_forward_pre_hook(lambda _module, args: inputs.append(args[0]))
+    # One flat colour per image: resizing leaves it flat, so the backbone's input is known
+    # exactly, whatever the size.
+    colours = torch.tensor([[0.2, 0.5, 0.9], [0.7, 0.1, 0.3]])
+    images = colours[:, :, None, None].expand(2, 3, size, size)
     with torch.no_grad():
-        logits = net(torch.rand(2, 3, size, size))  # inception_v3 resizes to 299 inside
+        logits = net(images)
     assert logits.shape == (2, 100)
-    assert bool(torch.isfinite(logits).all())
+    assert not torch.allclose(logits[0], logits[1])  # the estimate depends on the image
+    mean, std = (torch.tensor(v) for v in INPUT_STATS[backbone])
+    [seen_input] = inputs
+    expected = ((colours - mean) / std)[:, :, None, None].expand(2, 3, seen, seen)
+    torch.testing.assert_close(seen_input, expected, rtol=0, atol=1e-5)
 
 
 def test_unknown_backbone_lists_the_choices():

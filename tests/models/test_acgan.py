@@ -9,10 +9,11 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from pirtune import train
 from pirtune.errors import UsageError
-from pirtune.models.acgan import ACGANModule, load_bundle
+from pirtune.models.acgan import ACGANModule, load_bundle, save_bundle
 
 
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -112,7 +113,7 @@ class _Snapshots(L.Callback):
                                 for k, v in pl_module.generator.state_dict().items()})
 
 
-def test_generator_ema_averages_every_update_and_is_what_ships(make_cfg):
+def test_generator_ema_averages_every_update_and_is_what_ships(make_cfg, tmp_path):
     cfg = make_cfg("model.ema_decay=0.5", "pretrain.iterations=3")
     module = instantiate(cfg.model)
     snapshots = _Snapshots()
@@ -129,6 +130,16 @@ def test_generator_ema_averages_every_update_and_is_what_ships(make_cfg):
             torch.testing.assert_close(value, expected, msg=name)
     assert module.sampler is not module.generator
     assert not any(p.requires_grad for p in module.generator_ema.parameters())
+
+    # The bundle carries the average, not the raw generator (which is g3 now).
+    save_bundle(module, OmegaConf.to_container(cfg.model, resolve=True), tmp_path / "bundle.pt")
+    generator, _, _ = load_bundle(tmp_path / "bundle.pt")
+    shipped = generator.state_dict()
+    assert shipped.keys() == ema.keys()
+    for name, value in ema.items():
+        torch.testing.assert_close(shipped[name], value, rtol=0, atol=0, msg=name)
+    differ = [k for k, v in g3.items() if v.is_floating_point() and not torch.equal(shipped[k], v)]
+    assert len(differ) > len(g3) // 2, differ
 
 
 def test_bad_ema_decay_is_refused(make_cfg):

@@ -9,7 +9,6 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from pirtune import train
 from pirtune.errors import UsageError
 from pirtune.estimator.ensemble import FrozenPIREnsemble
 from pirtune.estimator.module import FrozenPIREstimator
@@ -44,10 +43,9 @@ class BlueBins(nn.Module):
 
 
 @pytest.fixture
-def tiny_bundle(make_cfg, tmp_path_factory):
-    cfg = make_cfg("stage=pretrain", "pretrain.iterations=2",
-                   f"run_dir={tmp_path_factory.mktemp('gan')}")
-    return cfg, train.run(cfg, "pretrain")
+def tiny_bundle(make_cfg, tiny_generator):
+    """The suite's pre-trained TINY generator, and the config of the data it learned."""
+    return make_cfg(), tiny_generator
 
 
 def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -88,14 +88,19 @@ def test_black_image_scores_zero_with_finite_gradient():
     assert torch.isfinite(image.grad).all()
 
 
-def test_output_is_in_unit_interval():
-    images = torch.rand(64, 3, 8, 9, generator=torch.Generator().manual_seed(0))
-    images[0] = 0.0  # black
+def test_colour_shares_of_energy_add_up_and_ignore_brightness():
+    images = torch.rand(64, 3, 8, 9, generator=torch.Generator().manual_seed(0),
+                        dtype=torch.float64)
     images[1, 1:] = 0.0  # pure red
-    for colours in (["red"], ["green", "blue"], ["blue", "red", "green"]):
-        pir = ColourObjective(colours)(images)
-        assert pir.shape == (64,)
-        assert ((pir >= 0) & (pir <= 1)).all()
+    red, green, blue = (ColourObjective([c])(images) for c in ("red", "green", "blue"))
+    # Each colour's PIR² is its share of the image's energy: the three shares make 1 ...
+    assert_close(red**2 + green**2 + blue**2, torch.ones(64, dtype=torch.float64))
+    assert_close(ColourObjective(["green"])(images[1:2]), torch.zeros(1, dtype=torch.float64))
+    # ... and blue wanted in both halves is blue wanted everywhere.
+    assert_close(ColourObjective(["blue", "blue"])(images), blue)
+    # A darker or brighter copy of an image has the same shares.
+    assert_close(ColourObjective(["red", "blue"])(0.3 * images),
+                 ColourObjective(["red", "blue"])(images))
 
 
 def test_gradients_match_finite_differences():

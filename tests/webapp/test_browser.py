@@ -3,9 +3,10 @@
 One ``pirtune-serve`` on a free localhost port serves the module; each test
 opens a fresh browser context in headless Chromium (``/usr/bin/chromium``,
 never a downloaded browser; ``make browser`` installs it; ``PIRTUNE_CHROMIUM``
-names another). The tests click through rounds, undo, finish, use the
-keyboard, slow the network down, reload, and look at the page on a phone, and
-check the page against the server and the database. With
+names another; without one the tests skip, or fail when ``CI`` is set). The
+tests click through rounds, undo, finish, use the keyboard, slow the network
+down, reload, and look at the page on a phone, and check the page against the
+server and the database. With
 ``PIRTUNE_SCREENSHOTS=<folder>`` they also save the README's screenshots
 there (``make screenshots``).
 """
@@ -70,6 +71,7 @@ ON_SCREEN_VS_SERVER = """async () => {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """(base URL, database) of one ``pirtune-serve`` for the module's tests."""
+    _require_chromium(CHROMIUM)  # before the server: a skip costs no start-up
     db = tmp_path_factory.mktemp("webapp") / "interactions.db"
     process, base = launch(db)
     yield base, db
@@ -77,10 +79,31 @@ def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     process.wait()
 
 
+def _require_chromium(path: Path) -> None:
+    """Skip, loudly, without a Chromium at ``path``; under CI (``CI`` set) fail instead."""
+    if path.is_file():
+        return
+    missing = (f"BROWSER TESTS NOT RUN: no Chromium at {path}; run `make browser` "
+               "(Debian's chromium package) or set PIRTUNE_CHROMIUM=<chromium binary>")
+    if os.environ.get("CI"):
+        pytest.fail(f"{missing} (CI is set, and there the browser tests must run)")
+    pytest.skip(missing)
+
+
+def test_a_missing_chromium_skips_loudly_and_fails_under_ci(tmp_path, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"BROWSER TESTS NOT RUN: no Chromium at "
+                                                     r".*PIRTUNE_CHROMIUM"):
+        _require_chromium(tmp_path / "chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        _require_chromium(tmp_path / "chromium")
+    _require_chromium(Path(__file__))  # any file there: nothing to say
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium package)")
+    _require_chromium(CHROMIUM)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                               args=FLAGS)

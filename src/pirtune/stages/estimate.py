@@ -100,7 +100,10 @@ def _fit_member(cfg: EstimateConfig, rnd: Round, member: int, checkpoints: Path,
     if member == 0:
         tracker.config(parameter_counts(estimator=module.network))
     folder = checkpoints / f"member{member}" if ensemble else checkpoints
-    fit = trainer(rnd.run, [ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0)],
+    # Lightning writes last.ckpt at an epoch's end only beside a top-k checkpoint:
+    # keep the newest epoch's (no monitor) and link last.ckpt to it, so a killed
+    # estimate resumes from its last finished epoch rather than from scratch.
+    fit = trainer(rnd.run, [ModelCheckpoint(dirpath=folder, save_last="link", save_top_k=1)],
                   tracker.loggers, max_epochs=settings.epochs)
     fit.fit(module, datamodule=datamodule, ckpt_path=resume_path("estimate", folder))
     if ensemble:

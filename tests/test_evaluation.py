@@ -1,0 +1,109 @@
+"""The evaluation's samples and the training-set figures, against independent computations."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from pirtune.data.pir_dataset import PIRRecords
+from pirtune.estimator.module import FrozenPIREstimator
+from pirtune.evaluation import SCORES_NAME, TrainingSet, evaluate_generators
+
+
+class _Readable(nn.Module):
+    """A generator whose flat image spells out its latent's first entry and its class.
+
+    Red is sigmoid(z₀), green is class / (C − 1): what was drawn can be read back
+    from the scores, through the objective (red) and the estimator (green).
+    """
+
+    latent_dim, num_classes, resolution = 8, 3, 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # render() asks for a device
+
+    def images(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        red = torch.sigmoid(z[:, 0])
+        green = labels.float() / (self.num_classes - 1)
+        flat = torch.stack([red, green, torch.zeros_like(red)], 1)  # [B, 3]
+        return flat[:, :, None, None].expand(-1, -1, self.resolution, self.resolution)
+
+
+class _GreenBins(nn.Module):
+    """An estimator whose logits put all mass on the bin of the image's green."""
+
+    bins = 100
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        centres = (torch.arange(self.bins) + 0.5) / self.bins
+        return -1e4 * (images[:, 1].mean((1, 2))[:, None] - centres).abs()
+
+
+def test_before_and_after_use_independent_latents_and_balanced_classes(tmp_path):
+    n = 300
+    generator = _Readable()
+    record = {"objective": {}, "round": 1, "scale": "cpu", "estimator_backbone": "stub",
+              "generator_before": "g", "generator_after": "g", "tuning": {}}
+    # The same generator on both sides: any difference comes from the latents drawn.
+    evaluation = evaluate_generators(
+        generator, generator, lambda images: images[:, 0].mean((1, 2)),
+        FrozenPIREstimator(_GreenBins()), TrainingSet(1, 0.0, 0.0, 0.0), tmp_path, record,
+        num_samples=n, seed=5, batch_size=64)
+    with open(tmp_path / SCORES_NAME) as f:
+        rows = list(csv.DictReader(f))
+    sets = {name: [r for r in rows if r["set"] == name] for name in ("before", "after")}
+    assert {r["seed"] for r in sets["before"]} == {"5"}
+    assert {r["seed"] for r in sets["after"]} == {"6"}
+    z0 = {}
+    for name, found in sets.items():
+        assert len(found) == n
+        classes = np.array([int(r["class"]) for r in found])
+        assert np.bincount(classes).tolist() == [100, 100, 100]
+        # Each row's class is the one its image was drawn for (read back through green).
+        drawn = np.round(np.array([float(r["estimated_pir"]) for r in found]) * 2).astype(int)
+        np.testing.assert_array_equal(drawn, classes)
+        red = np.array([float(r["true_pir"]) for r in found])
+        z0[name] = np.log(red / (1 - red))  # the latents' first entry, back from sigmoid
+        # Fresh standard-normal latents: mean 0 and SD 1 within 5 standard errors.
+        assert z0[name].mean() == pytest.approx(0, abs=5 / math.sqrt(n))
+        assert z0[name].std() == pytest.approx(1, abs=5 / math.sqrt(2 * n))
+    # Independent draws: no pairing between the sets, nor a shared order of classes.
+    assert abs(stats.pearsonr(z0["before"], z0["after"]).statistic) < 4 / math.sqrt(n)
+    classes = {name: [int(r["class"]) for r in found] for name, found in sets.items()}
+    assert classes["before"] != classes["after"]
+    assert evaluation.change.n_before == evaluation.change.n_after == n
+    assert evaluation.change.mean_before == pytest.approx(
+        np.mean([float(r["true_pir"]) for r in sets["before"]]), rel=1e-6)
+
+
+def test_training_set_figures_match_numpy():
+    positives = [0, 0, 1, 4, 5, 30, 99, 100, 250, 7]
+    impressions = [100, 100, 100, 100, 200, 100, 100, 100, 1000, 1000]
+    n = len(positives)
+    records = PIRRecords(
+        image_ids=[f"i{k}" for k in range(n)],
+        images=torch.zeros(n, 3, 2, 2, dtype=torch.uint8),
+        classes=torch.zeros(n, dtype=torch.int64),
+        impressions=torch.tensor(impressions),
+        positives=torch.tensor(positives),
+    )
+    observed = np.array(positives) / np.array(impressions)
+    figures = TrainingSet.of(records, bins=100)
+    assert figures.n == n
+    assert figures.mean == pytest.approx(observed.mean(), rel=1e-6)
+    assert figures.sd == pytest.approx(observed.std(ddof=1), rel=1e-6)
+    # Zero to within a bin: below 1/100 (0, 0, 0.007); 1/100 itself is in the second bin.
+    assert figures.zero_share == pytest.approx(3 / n)
+    assert TrainingSet.of(records, bins=10).zero_share == pytest.approx(
+        np.mean(observed < 0.1))
