@@ -33,6 +33,7 @@ Features = Enum("Features", [(name, name) for name in FEATURES])  # type: ignore
 SCHEMA_NAME = "pirtune_schema"
 
 TARGETS = ("onehot", "hl_gauss")                   # estimator.targets
+LOSSES = ("bins", "choice")                        # estimator.loss
 REWARDS = ("mean", "conservative")                 # tune.reward
 ANCHOR_SPACES = ("pixels", "features")             # tune.anchor_space
 EARLY_STOP = ("off", "record", "stop")             # tune.early_stop
@@ -52,12 +53,16 @@ class Section:
     ``positive`` names the counts that must be at least 1; ``not_results``
     the dotted keys that change how a stage runs but not what it writes
     (batch sizes of pure inference, worker counts, cache folders), which a
-    run directory lets differ between runs of a stage.
+    run directory lets differ between runs of a stage. ``added`` holds keys
+    added after runs were named, with the value every run had before them:
+    at that value a key is left out, so older runs keep their names and their
+    stage records still match.
     """
 
     name: ClassVar[str] = ""
     positive: ClassVar[tuple[str, ...]] = ()
     not_results: ClassVar[tuple[str, ...]] = ()
+    added: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         for key in self.positive:
@@ -75,7 +80,8 @@ class Section:
         """``values`` of this section (a plain tree) without ``not_results``, flattened."""
         return {key: value for key, value in _flatten(values).items()
                 if not any(key == skip or key.startswith(skip + ".")
-                           for skip in cls.not_results)}
+                           for skip in cls.not_results)
+                and not (key in cls.added and cls.added[key] == value)}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -163,6 +169,7 @@ class EstimatorConfig(Section):
     temperature: float = 0.01       # C.3: softmax temperature of the frozen estimator in use
     members: int = 1                # an ensemble: members > 1 learn from bootstrap resamples
     targets: str = "onehot"         # onehot (C.3) or hl_gauss (Farebrother et al. 2024)
+    loss: str = "bins"              # bins (C.3) or choice (Plackett–Luce over web-app rounds)
 
     positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "members")
 
@@ -171,6 +178,12 @@ class EstimatorConfig(Section):
         if self.targets not in TARGETS:
             raise UsageError(f"estimator.targets={self.targets!r} is unknown; choose one of: "
                              f"{', '.join(TARGETS)}")
+        if self.loss not in LOSSES:
+            raise UsageError(f"estimator.loss={self.loss!r} is unknown; choose one of: "
+                             f"{', '.join(LOSSES)}")
+        if self.loss == "choice" and isinstance(self.members, int) and self.members > 1:
+            raise UsageError(f"estimator.members={self.members}: the choice model trains one "
+                             "network; set estimator.members=1 or estimator.loss=bins")
 
 
 @dataclass
@@ -178,11 +191,13 @@ class EstimateConfig(Section):
     """Fitting the PIR estimator on the round's PIR datasets, or on the web app's picks."""
 
     name: ClassVar[str] = "estimate"
+    added: ClassVar[dict[str, Any]] = {"estimator.loss": "bins", "generators": []}
 
     estimator: EstimatorConfig = MISSING
     seed: int = 0
     interactions: str | None = None  # data=interactions: the log or export (data.path)
     generator: str = MISSING         # renders the interaction log's images
+    generators: list[str] = field(default_factory=list)  # more sessions' bundles (or folders)
 
 
 @dataclass
@@ -237,7 +252,8 @@ class EvaluateConfig(Section):
     """Section 4: fresh samples before and after tuning, scored by the true objective."""
 
     name: ClassVar[str] = "evaluate"
-    positive: ClassVar[tuple[str, ...]] = ("num_samples", "batch_size")
+    positive: ClassVar[tuple[str, ...]] = ("num_samples", "batch_size", "bootstrap")
+    added: ClassVar[dict[str, Any]] = {"use_objective": True, "bootstrap": 2000}
     not_results: ClassVar[tuple[str, ...]] = ("batch_size", "device")
 
     num_samples: int = 1000         # per set (the paper: 1000)
@@ -246,6 +262,8 @@ class EvaluateConfig(Section):
     alpha: float = 0.001            # Welch's t-test threshold (the paper's)
     device: str = "auto"            # where the generators and objective run: auto|cpu|cuda
     control: bool = True            # score a control objective beside it (specific gain)
+    use_objective: bool = True      # false: no true objective (real people's interactions)
+    bootstrap: int = 2000           # resamples of the estimator's predicted change's CI
     objective: Any = MISSING
 
 

@@ -53,7 +53,9 @@ _LOOP = ((CollectConfig, EstimateConfig, TuneConfig, EvaluateConfig, QualityConf
          ("generator_ckpt", "pir_data"))
 _RESULTS: dict[str, tuple[tuple[type[Section], ...], tuple[str, ...]]] = {
     **{stage: _LOOP for stage in LOOP_STAGES},
-    INTERACTIONS: ((EstimateConfig,), ("generator_ckpt", "pir_data")),
+    # The web app's picks: no collect; the hidden objective, if any, is the evaluation's.
+    INTERACTIONS: ((EstimateConfig, TuneConfig, EvaluateConfig, QualityConfig),
+                   ("generator_ckpt", "pir_data")),
     "pretrain": ((PretrainConfig,), ()),
     "sample": ((SampleConfig,), ()),
     "quality": ((QualityConfig,), ()),

@@ -320,12 +320,16 @@ def _one_line(errors: list[dict]) -> str:
 
 
 def create_app(generator: nn.Module, log: InteractionLog,
-               class_names: list[str] | None = None, limits: Limits = Limits()) -> FastAPI:
+               class_names: list[str] | None = None, limits: Limits = Limits(),
+               generator_sha256: str | None = None) -> FastAPI:
     """The API and page over ``generator`` (in eval mode) with sessions kept in ``log``.
 
     ``class_names`` label the generator's classes on the page and in
-    descriptions (default "class 0", "class 1", …). ``app.state.live`` is the
-    cache of live searches (at most ``limits.live_sessions``).
+    descriptions (default "class 0", "class 1", …). ``generator_sha256``, the
+    checksum of the bundle ``generator`` was loaded from, is recorded with
+    every new session, so its images can be rendered again by the same
+    generator (``pirtune.webapp.export``). ``app.state.live`` is the cache of
+    live searches (at most ``limits.live_sessions``).
     """
     names = class_names or [f"class {c}" for c in range(generator.num_classes)]
     if len(names) != generator.num_classes:
@@ -491,7 +495,8 @@ def create_app(generator: nn.Module, log: InteractionLog,
         settings = {"algorithm": request.algorithm, "seed": request.seed,
                     "origin": origin.tolist(), "basis": basis.tolist(),
                     "preference": _preference_prior(origin, basis), "min_step": MIN_STEP}
-        session_id = log.create_session(request.algorithm, request.image_class, settings)
+        session_id = log.create_session(request.algorithm, request.image_class, settings,
+                                        generator_sha256)
         with sessions.lock(session_id):
             return state(session_id)
 

@@ -1,6 +1,10 @@
 """``pirtune-serve``: the four-choice API on uvicorn, logging to SQLite.
 
     pirtune-serve --port 8000 --db runs/webapp/interactions.db
+    pirtune-serve --checkpoint runs/<run>/tuned.pt   # a tuned generator, served back
+
+Every session records the SHA-256 of the ``--checkpoint`` bundle that served
+it, so one log can hold sessions of several generators (``pirtune-export``).
 
 Binds 127.0.0.1 unless ``--host`` says otherwise (``--help`` lists every
 option). The page names the classes as the bundle's training data did: the
@@ -30,6 +34,7 @@ from pirtune.errors import UsageError
 from pirtune.models.acgan import load_bundle
 from pirtune.paths import SHIPPED_GENERATOR, runs_root
 from pirtune.webapp.app import Limits, create_app
+from pirtune.webapp.export import bundle_sha256
 from pirtune.webapp.store import InteractionLog
 
 
@@ -54,7 +59,8 @@ def free_port() -> int:
 
 def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
            timeout: float = 300.0) -> tuple[subprocess.Popen, str]:
-    """Start ``pirtune-serve`` (the installed console script) as a process.
+    """Start ``pirtune-serve`` (``python -m pirtune.webapp.serve``, this interpreter) as a
+    process, with this process's environment.
 
     Returns the process and its base URL once ``/api/info`` answers (it loads
     the generator and runs the GANSpace PCA first). ``options`` are further
@@ -66,11 +72,11 @@ def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
     """
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
-    command = Path(sys.executable).parent / "pirtune-serve"
     # A file, not a pipe, for stderr: it never fills up and blocks the server.
     with tempfile.TemporaryFile() as errors:
         server = subprocess.Popen(
-            [str(command), "--port", str(port), "--db", str(db), *options],
+            [sys.executable, "-m", "pirtune.webapp.serve", "--port", str(port), "--db", str(db),
+             *options],
             stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and server.poll() is None:
@@ -100,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument("--checkpoint", type=Path,
                         default=SHIPPED_GENERATOR,
-                        help="the generator bundle (pirtune-train's generator.pt)")
+                        help="the generator bundle (pirtune-train's generator.pt, or a "
+                             "tuned.pt to serve a tuned generator)")
     parser.add_argument("--db", type=Path, default=runs_root() / "webapp" / "interactions.db",
                         help="the SQLite interaction log (created if absent)")
     parser.add_argument("--threads", type=int, default=1,
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
                     sessions_per_client=args.sessions_per_client,
                     sessions_total=args.sessions_total)
     app = create_app(generator, InteractionLog(args.db), class_names(meta, generator.num_classes),
-                     limits)
+                     limits, generator_sha256=bundle_sha256(args.checkpoint))
     torch.set_num_threads(args.threads)   # after the start-up PCA, which uses every core
     print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

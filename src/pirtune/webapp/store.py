@@ -9,8 +9,9 @@ searches are a cache rebuilt from the log.
 Tables:
 
 * ``sessions``: id (unguessable), creation time, algorithm, class, settings (JSON),
-  finish time, and ``version``, counted up by every undo (a cached search of an
-  older version is stale);
+  finish time, ``version``, counted up by every undo (a cached search of an
+  older version is stale), and ``generator``, the SHA-256 of the generator
+  bundle the session's images came from (NULL in logs written before it was kept);
 * ``shown``: (session, round, slot 0–3) → latent (JSON), class, time;
 * ``proposals``: (session, round) → the search's proposal (JSON, exact floats) and
   the latent of the image in the middle, so a session replays on any machine
@@ -47,7 +48,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     class INTEGER NOT NULL,
     settings TEXT NOT NULL,
     finished REAL,
-    version INTEGER NOT NULL DEFAULT 0
+    version INTEGER NOT NULL DEFAULT 0,
+    generator TEXT
 );
 CREATE TABLE IF NOT EXISTS shown (
     session_id TEXT NOT NULL REFERENCES sessions(id),
@@ -173,6 +175,8 @@ class InteractionLog:
         columns = [row[1] for row in self._db.execute("PRAGMA table_info(sessions)")]
         if "version" not in columns:   # a log written before undo counted versions
             self._db.execute("ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        if "generator" not in columns:   # a log written before sessions named their generator
+            self._db.execute("ALTER TABLE sessions ADD COLUMN generator TEXT")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -189,14 +193,24 @@ class InteractionLog:
                 raise
             self._db.execute("COMMIT")
 
-    def create_session(self, algorithm: str, cls: int, settings: dict[str, Any]) -> str:
-        """Store a new session; return its unguessable id."""
+    def create_session(self, algorithm: str, cls: int, settings: dict[str, Any],
+                       generator: str | None = None) -> str:
+        """Store a new session; return its unguessable id.
+
+        Args:
+            generator: the SHA-256 (hex) of the generator bundle serving the session.
+        """
         session_id = secrets.token_urlsafe(16)
         with self._transaction() as db:
-            db.execute("INSERT INTO sessions (id, created, algorithm, class, settings) "
-                       "VALUES (?, ?, ?, ?, ?)",
-                       (session_id, time.time(), algorithm, int(cls), json.dumps(settings)))
+            db.execute("INSERT INTO sessions (id, created, algorithm, class, settings, generator) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (session_id, time.time(), algorithm, int(cls), json.dumps(settings),
+                        generator))
         return session_id
+
+    def generators(self) -> dict[str, str | None]:
+        """Every session's generator checksum (None where the log did not keep one)."""
+        return dict(self._read("SELECT id, generator FROM sessions ORDER BY created, id"))
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         """The rows of a query, on the shared connection (one thread at a time)."""
@@ -211,13 +225,13 @@ class InteractionLog:
     def session(self, session_id: str) -> dict[str, Any]:
         """The session's algorithm, class, settings and finish time."""
         rows = self._read(
-            "SELECT algorithm, class, settings, finished FROM sessions WHERE id = ?",
+            "SELECT algorithm, class, settings, finished, generator FROM sessions WHERE id = ?",
             (session_id,))
         if not rows:
             raise UnknownSessionError.of(session_id)
         row = rows[0]
         return {"algorithm": row[0], "class": row[1], "settings": json.loads(row[2]),
-                "finished": row[3]}
+                "finished": row[3], "generator": row[4]}
 
     def status(self, session_id: str) -> Status:
         """The session's version, answered rounds and whether it is finished."""
