@@ -12,6 +12,10 @@ share of zero PIRs (A.2, C.4.2). Given a control objective
 ``evaluation_scores.csv``, so Welch's t can be re-checked without rendering
 again. ``write_evaluation``/``load_evaluations`` are the machine-readable file
 ``evaluation.json`` the report reads.
+
+On the web app's picks with no true objective (``data=interactions``),
+``model_view`` is what is left: the estimator's own predicted change on fresh
+samples, with a bootstrap CI: what the model believes, not a measurement.
 """
 
 from __future__ import annotations
@@ -33,10 +37,14 @@ from pirtune.data.pir_dataset import PIRRecords
 from pirtune.estimator.module import FrozenPIREstimator, estimate_pir
 from pirtune.files import atomic_write, write_json
 from pirtune.models.acgan import render
-from pirtune.stats import ALPHA, Change, WelchTest, mean_change
+from pirtune.stats import ALPHA, BootstrapChange, Change, WelchTest, bootstrap_change, mean_change
 
 EVALUATION_FORMAT = "pirtune-evaluation/1"
 EVALUATION_NAME = "evaluation.json"
+INTERACTIONS_EVALUATION_NAME = "interactions_evaluation.json"
+INTERACTIONS_FORMAT = "pirtune-interactions-evaluation/1"
+MODEL_VIEW = ("the estimator's own view: the change it predicts for the tuned generator, "
+              "not a measurement of what people would pick")
 SCORES_NAME = "evaluation_scores.csv"
 GRID_SIZE = 64  # images in each before/after grid (Fig. 3)
 
@@ -286,3 +294,25 @@ def evaluate_generators(
                  mean_change(sets["before"].control_pir, sets["after"].control_pir, alpha)),
         **record,
     )
+
+
+def model_view(before: nn.Module, after: nn.Module, estimator: FrozenPIREstimator,
+               num_samples: int, seed: int, batch_size: int, resamples: int,
+               out_dir: Path) -> BootstrapChange:
+    """The estimator's predicted change from ``before`` to ``after`` on fresh samples.
+
+    Draws ``num_samples`` images from each (balanced classes; seeds ``seed`` and
+    ``seed + 1``, as ``evaluate_generators``), scores them with the estimator and
+    bootstraps the change in means (``resamples``, 95 %). Saves the sets' grids
+    in ``out_dir`` (``eval_before.png``, ``eval_after.png``).
+    """
+    estimates = []
+    for i, (name, generator) in enumerate((("before", before), ("after", after))):
+        rng = torch.Generator().manual_seed(seed + i)
+        labels = balanced_classes(num_samples, generator.num_classes, rng)
+        z = torch.randn(num_samples, generator.latent_dim, generator=rng)
+        images = render(generator, z, labels, batch_size)
+        estimates.append(estimate_pir(estimator, images, batch_size))
+        with atomic_write(out_dir / f"eval_{name}.png") as f:
+            save_image(images[:GRID_SIZE], f, format="png", nrow=8, padding=1)
+    return bootstrap_change(estimates[0].numpy(), estimates[1].numpy(), resamples, seed=seed)

@@ -34,6 +34,9 @@ from pirtune.stages.rundir import BUNDLE_NAME
 
 log = logging.getLogger(__name__)
 
+# The stages that run on the web app's picks (data=interactions): the loop's, less collect.
+INTERACTION_STAGES = ("loop", "estimate", "tune", "evaluate", "report")
+
 # Lightning's notices that no user can act on: checkpoints after the optimiser
 # steps are what resuming needs, the pytree notice is Lightning's own, the frozen
 # PIR estimator stays in eval mode inside the tuning module on purpose, a GAN
@@ -116,9 +119,9 @@ def settings(cfg: DictConfig) -> TrainConfig:
     """The composed config as typed sections, after the checks Hydra cannot make."""
     if cfg.stage not in STAGES:
         raise UsageError(f"stage '{cfg.stage}' is unknown; choose one of: {', '.join(STAGES)}")
-    if cfg.data.get("kind") == INTERACTIONS and cfg.stage != "estimate":
-        raise UsageError(f"data=interactions feeds stage=estimate only; run stage={cfg.stage} "
-                         "with data=landscapes or data=imagefolder")
+    if cfg.data.get("kind") == INTERACTIONS and cfg.stage not in INTERACTION_STAGES:
+        raise UsageError(f"data=interactions feeds stage={', '.join(INTERACTION_STAGES)}; run "
+                         f"stage={cfg.stage} with data=landscapes or data=imagefolder")
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise UsageError(f"{missing[0]} must be set; add {missing[0]}=<value> to the command")

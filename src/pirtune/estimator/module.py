@@ -292,7 +292,8 @@ def save_estimator(module: PIREstimatorModule | list[PIREstimatorModule],
 
 def load_estimator(path: str | Path) -> FrozenPIREstimator:
     """The frozen estimator saved by ``save_estimator``, at its saved temperature
-    (a ``FrozenPIREnsemble`` when it holds several members)."""
+    (a ``FrozenPIREnsemble`` when it holds several members), or the choice model
+    ``save_choice_model`` saved (a ``FrozenChoiceModel``)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"estimator {path} does not exist; run stage=estimate first")
@@ -300,6 +301,10 @@ def load_estimator(path: str | Path) -> FrozenPIREstimator:
     if not isinstance(saved, dict) or saved.get("format") != ESTIMATOR_FORMAT:
         raise UsageError(f"{path} is not a pirtune estimator; give the estimator.pt that "
                          "stage=estimate writes")
+    if saved.get("loss") == "choice":
+        from pirtune.estimator.choice import load_choice_model  # it imports this module
+
+        return load_choice_model(saved)
     if "members" in saved:
         from pirtune.estimator.ensemble import FrozenPIREnsemble  # it imports this module
 

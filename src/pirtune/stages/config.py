@@ -253,7 +253,8 @@ class EvaluateConfig(Section):
 
     name: ClassVar[str] = "evaluate"
     positive: ClassVar[tuple[str, ...]] = ("num_samples", "batch_size", "bootstrap")
-    added: ClassVar[dict[str, Any]] = {"use_objective": True, "bootstrap": 2000}
+    added: ClassVar[dict[str, Any]] = {"use_objective": True, "bootstrap": 2000,
+                                       "interactions": None}
     not_results: ClassVar[tuple[str, ...]] = ("batch_size", "device")
 
     num_samples: int = 1000         # per set (the paper: 1000)
@@ -263,6 +264,7 @@ class EvaluateConfig(Section):
     device: str = "auto"            # where the generators and objective run: auto|cpu|cuda
     control: bool = True            # score a control objective beside it (specific gain)
     use_objective: bool = True      # false: no true objective (real people's interactions)
+    interactions: str | None = None  # data=interactions: the log or export (data.path)
     bootstrap: int = 2000           # resamples of the estimator's predicted change's CI
     objective: Any = MISSING
 

@@ -11,6 +11,11 @@ Round 1 learns from ``pir_data``, or with
 scratch on every round's samples (the paper continued training instead, A.3).
 W&B gets a table of every image with its estimated PIR beside the observed
 and true ones, and the estimator as an artifact made from the PIR datasets.
+
+With ``estimator.loss=choice`` (the default of ``data=interactions``) it fits
+the choice model of ``pirtune.estimator.choice`` instead: Plackett–Luce over
+the log's answered rounds, sessions split into training and held-out ones;
+the report is its held-out pick accuracy.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pirtune.data.datamodules import PIRDataModule
 from pirtune.errors import UsageError
+from pirtune.estimator.choice import (
+    choice_report,
+    fit_choice_model,
+    read_choice_rounds,
+    save_choice_model,
+)
 from pirtune.estimator.ensemble import FrozenPIREnsemble
 from pirtune.estimator.module import (
     FrozenPIREstimator,
@@ -42,6 +53,7 @@ from pirtune.stages.rundir import Round, begin_stage
 from pirtune.stages.tracking import StageTracker, parameter_counts, track
 from pirtune.stages.training import barrier, rank_zero, resume_path, trainer
 from pirtune.webapp import InteractionLog, export_pir_dataset
+from pirtune.webapp.export import find_generators
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +63,11 @@ REPORT_NAME = "estimator_report.json"
 def estimate(cfg: EstimateConfig, rnd: Round) -> Path:
     """Write the round's ``estimator.pt`` and its report (unless done); return its path."""
     out = rnd.estimator
+    choice = cfg.estimator.loss == "choice"
+    if choice and cfg.interactions is None:
+        raise UsageError("estimator.loss=choice learns from the web app's picks; add "
+                         "data=interactions data.path=<the .db pirtune-serve wrote>, or use "
+                         "estimator.loss=bins")
     if cfg.interactions is not None:
         rnd = _interactions_round(cfg.interactions, rnd)
     checkpoints = rnd.dir / "estimator_ckpt"
@@ -63,11 +80,16 @@ def estimate(cfg: EstimateConfig, rnd: Round) -> Path:
         if (rnd.pir_data / "pir.csv").is_file():
             log.info("estimate: %s was exported to %s already", cfg.interactions, rnd.pir_data)
         else:
-            _export(Path(cfg.interactions), rnd.pir_data, cfg.generator)
+            _export(Path(cfg.interactions), rnd.pir_data, [cfg.generator, *cfg.generators])
     for dataset in rnd.datasets:
         if not (dataset / "pir.csv").is_file():
             raise UsageError(f"no PIR dataset at {dataset}; run stage=collect first, or "
                              "give pir_data=<dataset folder>")
+    if choice:
+        with track(rnd.run, "estimate", rnd, record) as tracker:
+            _fit_choice(cfg, rnd, checkpoints, out, tracker)
+        barrier()
+        return out
     settings = cfg.estimator
     modules: list[PIREstimatorModule] = []
     with track(rnd.run, "estimate", rnd, record) as tracker:
@@ -131,19 +153,53 @@ def _interactions_round(path: str, rnd: Round) -> Round:
     return rnd
 
 
-def _export(db: Path, out: Path, generator_path: str) -> None:
-    """Export the interaction log ``db`` to ``out``, its images rendered by the generator."""
+def _export(db: Path, out: Path, generator_paths: list[str]) -> None:
+    """Export the interaction log ``db`` to ``out``, each session's images rendered by the
+    generator that served it (found by checksum among ``generator_paths``)."""
     if rank_zero():
-        generator, _, _ = load_bundle(generator_path)
         try:
             interactions = InteractionLog(db)
+            sessions = interactions.generators()
         except sqlite3.DatabaseError as err:
             raise UsageError(f"data.path={db} is not an interaction log ({err}); give the "
                              ".db pirtune-serve wrote") from err
         with contextlib.closing(interactions):
-            export_pir_dataset(interactions, out, generator)
-        log.info("estimate: exported %s to %s (images by %s)", db, out, generator_path)
+            found = find_generators(interactions, generator_paths)
+            export_pir_dataset(interactions, out,
+                               {checksum: load_bundle(path)[0] for checksum, path in found.items()})
+        log.info("estimate: exported %s (%d sessions) to %s, images by %s", db, len(sessions),
+                 out, ", ".join(sorted({str(p) for p in found.values()})))
     barrier()  # under DDP, only rank 0 exports
+
+
+def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
+                tracker: StageTracker) -> None:
+    """Fit the choice model on the export's rounds; write it and its held-out report."""
+    settings = cfg.estimator
+    rounds = read_choice_rounds(rnd.pir_data)
+    train, held = rounds.split(settings.val_fraction, cfg.seed)
+    fit = trainer(rnd.run, [ModelCheckpoint(dirpath=checkpoints, save_last="link",
+                                            save_top_k=1)],
+                  tracker.loggers, max_epochs=settings.epochs)
+    _, frozen = fit_choice_model(settings.network, train, held, settings.epochs,
+                                 settings.batch_size, cfg.seed, instantiate(settings.optimizer),
+                                 trainer=fit, ckpt_path=resume_path("estimate", checkpoints))
+    if not rank_zero():
+        return
+    report = choice_report(frozen, held if len(held) else train, held_out=bool(len(held)))
+    write_json(out.parent / REPORT_NAME, {"loss": "choice", **dataclasses.asdict(report),
+                                          "training_rounds": len(train)})
+    save_choice_model(frozen, settings.network, out, report=dataclasses.asdict(report))
+    tracker.metrics({f"estimate/held_out/{key}": float(value)
+                     for key, value in dataclasses.asdict(report).items()
+                     if isinstance(value, int | float)}, step=fit.global_step)
+    tracker.artifact(out, "estimator", inputs=list(rnd.datasets),
+                     metadata={"backbone": settings.network.get("backbone"), "loss": "choice",
+                               "pick_accuracy": report.pick_accuracy})
+    log.info("estimate: choice model (%s) on %d %s rounds of %d sessions: pick accuracy %.3f "
+             "(chance %.2f), NLL %.3f -> %s", settings.network.get("backbone"), report.rounds,
+             "held-out" if report.held_out else "training (none held out)", report.sessions,
+             report.pick_accuracy, report.chance, report.nll, out)
 
 
 def _save(cfg: EstimateConfig, modules: list[PIREstimatorModule], datamodule: PIRDataModule,

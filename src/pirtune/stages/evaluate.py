@@ -6,10 +6,20 @@ change and the specific gain (``pirtune.objectives.control``) go to
 ``evaluation.json``, every image's scores to ``evaluation_scores.csv``,
 random before/after grids to ``eval_{before,after}.png``; the figures are
 logged as ``tune/eval/*`` and the grids as images.
+
+On the web app's picks (``data=interactions``) it writes
+``interactions_evaluation.json``: the estimator's pick accuracy (held out, for
+a choice model), its own predicted change for the tuned generator with a
+bootstrap CI (``model_view``, labelled as the model's view) and, when the
+picks came from simulated people with a hidden objective
+(``evaluate.use_objective``), the objective's verdict in ``evaluation.json``
+as in any loop.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -18,14 +28,21 @@ from torch import nn
 
 from pirtune.data.pir_dataset import read_pir_datasets
 from pirtune.errors import UsageError
+from pirtune.estimator.choice import FrozenChoiceModel, choice_report, read_choice_rounds
 from pirtune.estimator.module import load_estimator
+from pirtune.estimator.network import PAPER_BINS
 from pirtune.evaluation import (
     EVALUATION_NAME,
+    INTERACTIONS_EVALUATION_NAME,
+    INTERACTIONS_FORMAT,
+    MODEL_VIEW,
     Evaluation,
     TrainingSet,
     evaluate_generators,
+    model_view,
     write_evaluation,
 )
+from pirtune.files import write_json
 from pirtune.models.acgan import load_bundle
 from pirtune.objectives import build_objective
 from pirtune.objectives.control import control_spec
@@ -38,8 +55,13 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: EvaluateConfig, rnd: Round) -> Path:
-    """Write the round's ``evaluation.json`` (unless done); return its path."""
-    out = rnd.dir / EVALUATION_NAME
+    """Write the round's ``evaluation.json`` (unless done); return its path.
+
+    On the web app's picks: ``interactions_evaluation.json`` (and ``evaluation.json``
+    with a hidden objective); its path is returned.
+    """
+    interactions = cfg.interactions is not None
+    out = rnd.dir / (INTERACTIONS_EVALUATION_NAME if interactions else EVALUATION_NAME)
     if not rank_zero():  # under DDP, rank 0 evaluates once tuning has ended
         return out
     record = begin_stage("evaluate", rnd.dir,
@@ -49,6 +71,8 @@ def evaluate(cfg: EvaluateConfig, rnd: Round) -> Path:
         return out
     if not rnd.tuned.is_file():
         raise UsageError(f"no tuned generator at {rnd.tuned}; run stage=tune first")
+    if interactions:
+        return _evaluate_interactions(cfg, rnd, record, out)
     objective = build_objective(cfg.objective)
     control = _control(cfg, objective)
     with track(rnd.run, "evaluate", rnd, record) as tracker:
@@ -84,7 +108,9 @@ def _evaluate(cfg: EvaluateConfig, rnd: Round, objective: nn.Module,
     before, _, _ = load_bundle(rnd.baseline)
     after, _, tuned = load_bundle(rnd.tuned)
     tracker.config(parameter_counts(generator=after, estimator=estimator))
-    training_set = TrainingSet.of(read_pir_datasets(rnd.datasets), estimator.bins)
+    # A choice model has no bins of its own; the data's zero share is on C.3's.
+    bins = PAPER_BINS if isinstance(estimator, FrozenChoiceModel) else estimator.bins
+    training_set = TrainingSet.of(read_pir_datasets(rnd.datasets), bins)
     provenance = tuned.get("provenance", {})
     evaluation = evaluate_generators(
         before.to(device), after.to(device), objective.to(device), estimator.to(device),
@@ -110,3 +136,54 @@ def _evaluate(cfg: EvaluateConfig, rnd: Round, objective: nn.Module,
                  evaluation.control_objective["name"], evaluation.control.delta,
                  evaluation.specific_gain, change.delta)
     return evaluation
+
+
+def _exported(cfg: EvaluateConfig, rnd: Round) -> Round:
+    """``rnd`` reading the web app's export: ``data.path`` itself when it is one."""
+    source = Path(cfg.interactions)
+    folder = source if (source / "pir.csv").is_file() else rnd.pir_data
+    if not (folder / "pir.csv").is_file():
+        raise UsageError(f"no export of {source} at {folder}; run stage=estimate first")
+    return dataclasses.replace(rnd, pir_data=folder, datasets=(folder,))
+
+
+def _evaluate_interactions(cfg: EvaluateConfig, rnd: Round, record, out: Path) -> Path:
+    """Pick accuracy, the estimator's own view and (with a hidden objective) the truth."""
+    rnd = _exported(cfg, rnd)
+    device = _device(cfg.device)
+    estimator = load_estimator(rnd.estimator)
+    if isinstance(estimator, FrozenChoiceModel):
+        report_file = rnd.dir / "estimator_report.json"
+        picks = json.loads(report_file.read_text())
+    else:   # a binned estimator learned from every round: its accuracy is not held out
+        picks = {"loss": "bins", **dataclasses.asdict(
+            choice_report(estimator, read_choice_rounds(rnd.pir_data), held_out=False))}
+    before, _, _ = load_bundle(rnd.baseline)
+    after, _, _ = load_bundle(rnd.tuned)
+    with track(rnd.run, "evaluate", rnd, record) as tracker:
+        view = model_view(before.to(device), after.to(device), estimator.to(device),
+                          cfg.num_samples, cfg.seed, cfg.batch_size, cfg.bootstrap, rnd.dir)
+        hidden = None
+        if cfg.use_objective:
+            objective = build_objective(cfg.objective)
+            evaluation = _evaluate(cfg, rnd, objective, tracker, _control(cfg, objective))
+            write_evaluation(evaluation, rnd.dir / EVALUATION_NAME)
+            tracker.metrics({f"tune/eval/{key}": value
+                             for key, value in evaluation.metrics.items()}, step=0)
+            hidden = {"objective": objective.describe(), "evaluation": EVALUATION_NAME}
+        write_json(out, {"format": INTERACTIONS_FORMAT, "run": rnd.run.name, "scale":
+                         rnd.run.scale, "generator_before": str(rnd.baseline),
+                         "generator_after": str(rnd.tuned), "estimator": picks,
+                         "model_view": {"label": MODEL_VIEW, **dataclasses.asdict(view),
+                                        "num_samples": cfg.num_samples, "seed": cfg.seed},
+                         "hidden_objective": hidden,
+                         "grids": {"before": "eval_before.png", "after": "eval_after.png"}})
+        tracker.metrics({"tune/eval/pick_accuracy": float(picks["pick_accuracy"]),
+                         "tune/eval/model_view_delta": view.delta,
+                         "tune/eval/model_view_low": view.low,
+                         "tune/eval/model_view_high": view.high}, step=0)
+    log.info("evaluate: pick accuracy %.3f (%s); the estimator's own view of the tuned "
+             "generator: Δ %+.4f [%+.4f, %+.4f] (%d%% bootstrap CI)", picks["pick_accuracy"],
+             "held out" if picks.get("held_out") else "not held out", view.delta, view.low,
+             view.high, round(100 * view.level))
+    return out

@@ -1,0 +1,366 @@
+"""A choice model of the web app's picks: a utility per image, fitted by Plackett–Luce.
+
+In a round the page shows the current image in the middle and four
+candidates around it; only the candidates can be picked (the current image
+is context, not an option), so each answered round is one choice among four.
+The model gives every image a utility u(x) (the estimator's backbone with a
+scalar head) and the Plackett–Luce likelihood of the pick: the picked image
+comes first,
+
+    P(pick i | round) = exp(u_i) / Σ_j exp(u_j),   j over the four candidates,
+
+which for two images is Bradley–Terry, σ(u_i − u_j). Training minimises the
+negative log-likelihood over the logged rounds (``choice_nll``).
+
+The frozen form (``FrozenChoiceModel``) is used wherever a frozen PIR
+estimator is (tuning, evaluation). Its reward is on PIR's scale [0, 1]:
+
+    R(x) = mean_m σ(u(x) − u(y_m)),   y_m the images people judged,
+
+the model's probability that a person prefers x to an image drawn at random
+from those the log shows, in a Bradley–Terry comparison of the two. 0.5 is an
+image as good as a typical judged one. It is differentiable in the image.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from pirtune.data.pir_dataset import read_pir_dataset
+from pirtune.errors import UsageError
+from pirtune.estimator.module import (
+    ESTIMATOR_FORMAT,
+    PAPER_LR,
+    FrozenPIREstimator,
+    estimate_pir,
+    to_unit_float,
+)
+from pirtune.files import atomic_write
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+CHOICES = 4            # candidates per round (the page's four)
+ROUNDS_NAME = "rounds.csv"   # written by pirtune.webapp.export beside pir.csv
+REFERENCE_MAX = 4096   # judged images kept as the reward's reference set
+
+
+def choice_nll(utilities: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+    """Mean negative Plackett–Luce log-likelihood of the picks.
+
+    Args:
+        utilities: [B, K] utilities of each round's K candidates.
+        picked: [B] the picked candidate's index.
+
+    Returns:
+        Scalar: −mean log(exp(u_picked) / Σ_j exp(u_j)).
+    """
+    return F.cross_entropy(utilities, picked)
+
+
+def pick_accuracy(scores: torch.Tensor, picked: torch.Tensor) -> float:
+    """The share of rounds whose pick has the highest score, ties shared.
+
+    A round whose highest score is shared by m candidates, the pick among
+    them, counts 1/m: the expected accuracy when ties are broken at random
+    (a binned estimator at temperature 0.01 ties often). Chance is 1/K.
+
+    Args:
+        scores: [R, K] each round's candidates' scores.
+        picked: [R] the picked candidate's index.
+    """
+    if len(scores) == 0:
+        return math.nan
+    best = scores == scores.max(1, keepdim=True).values               # [R, K]
+    hit = best.gather(1, picked[:, None]).squeeze(1).float()          # [R]
+    return float((hit / best.sum(1)).mean())
+
+
+class ChoiceNetwork(nn.Module):
+    """The estimator's backbone with a scalar utility head: images → u [B].
+
+    ``network`` is what ``estimator.network`` builds (a ``PIREstimator``) with
+    ``bins=2``; u is the difference of its two logits, a linear scalar head on
+    the backbone's features for every backbone the PIR estimator offers.
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        if getattr(network, "bins", None) != 2:
+            raise UsageError("the choice model's network needs two outputs; build it from "
+                             "estimator.network with bins=2 (ChoiceNetwork.from_config)")
+        self.network = network
+        self.bins = 2
+
+    @classmethod
+    def from_config(cls, network_cfg: Any) -> ChoiceNetwork:
+        """The utility network from ``estimator.network`` (its bins set to 2)."""
+        return cls(instantiate(network_cfg, bins=2))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images float [B, 3, H, W] in [0, 1] → utilities [B]."""
+        logits = self.network(images)                                  # [B, 2]
+        return logits[:, 1] - logits[:, 0]
+
+
+@dataclass(frozen=True)
+class ChoiceRounds:
+    """Answered rounds of the web app: the candidates shown and the pick.
+
+    Attributes:
+        images: uint8 [N, 3, H, W], every image shown in an answered round.
+        image_ids: [N] their ids in the export.
+        slots: int64 [R, 4], each round's candidates as rows of ``images``.
+        picked: int64 [R], the picked slot (0–3).
+        sessions: [R] each round's session id.
+    """
+
+    images: torch.Tensor
+    image_ids: list[str]
+    slots: torch.Tensor
+    picked: torch.Tensor
+    sessions: list[str]
+
+    def __len__(self) -> int:
+        return len(self.picked)
+
+    def subset(self, rows: torch.Tensor) -> ChoiceRounds:
+        """The rounds at ``rows`` (the images stay all)."""
+        return ChoiceRounds(self.images, self.image_ids, self.slots[rows], self.picked[rows],
+                            [self.sessions[int(i)] for i in rows])
+
+    def split(self, val_fraction: float, seed: int) -> tuple[ChoiceRounds, ChoiceRounds]:
+        """(training, held-out) rounds, split by session: a held-out person is unseen.
+
+        ``round(val_fraction · sessions)`` sessions are held out, at least one
+        when there are two or more sessions, never all; with one session
+        nothing is held out.
+        """
+        names = sorted(set(self.sessions))
+        order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed))
+        count = min(len(names) - 1, max(int(val_fraction > 0), round(val_fraction * len(names))))
+        held = {names[int(i)] for i in order[:count]}
+        mask = torch.tensor([s in held for s in self.sessions], dtype=torch.bool)
+        return (self.subset(torch.nonzero(~mask).flatten()),
+                self.subset(torch.nonzero(mask).flatten()))
+
+
+def read_choice_rounds(root: str | Path) -> ChoiceRounds:
+    """The answered rounds of an interaction export (``pirtune-export``'s folder)."""
+    root = Path(root)
+    table = root / ROUNDS_NAME
+    if not table.is_file():
+        raise UsageError(f"{root} has no {ROUNDS_NAME}: it was exported before rounds were "
+                         "kept, or is not the web app's; export the log again "
+                         "(pirtune-export, or data.path=<the .db>)")
+    records = read_pir_dataset(root)
+    index = {image_id: i for i, image_id in enumerate(records.image_ids)}
+    slots, picked, sessions = [], [], []
+    with table.open() as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                slots.append([index[row[f"slot{k}"]] for k in range(CHOICES)])
+                picked.append(int(row["picked"]))
+            except (KeyError, ValueError) as err:
+                raise UsageError(f"{table}, line {line}: {err!r} is not an image of the "
+                                 "export or a slot 0–3; export the log again") from err
+            sessions.append(row["session_id"])
+    if not picked:
+        raise UsageError(f"{table} holds no answered rounds; let people pick first")
+    return ChoiceRounds(records.images, records.image_ids, torch.tensor(slots),
+                        torch.tensor(picked), sessions)
+
+
+@torch.no_grad()
+def round_scores(score: Callable[[torch.Tensor], torch.Tensor], rounds: ChoiceRounds,
+                 batch_size: int = 256) -> torch.Tensor:
+    """Every round's candidates scored: [R, 4]; ``score`` maps images in [0, 1] to [B]."""
+    used = torch.unique(rounds.slots)
+    values = torch.empty(len(rounds.images))
+    for i in range(0, len(used), batch_size):
+        rows = used[i:i + batch_size]
+        values[rows] = score(to_unit_float(rounds.images[rows])).float().cpu()
+    return values[rounds.slots]
+
+
+class ChoiceModule(L.LightningModule):
+    """Trains a ``ChoiceNetwork`` on batches of (candidates uint8 [B, 4, 3, H, W], pick [B]).
+
+    Logs ``estimate/train/loss`` (``choice_nll``) and per validation epoch
+    ``estimate/val/loss`` and ``estimate/val/pick_accuracy``.
+
+    Args:
+        network: images → utilities [B].
+        optimizer: partial optimizer factory; default Adam with lr 5e-4 (as C.3's estimator).
+    """
+
+    def __init__(self, network: ChoiceNetwork, optimizer: OptimizerFactory | None = None) -> None:
+        super().__init__()
+        self.network = network
+        self.optimizer = optimizer or partial(torch.optim.Adam, lr=PAPER_LR)
+
+    def forward(self, candidates: torch.Tensor) -> torch.Tensor:
+        """Candidates [B, K, 3, H, W] (uint8 or float in [0, 1]) → utilities [B, K]."""
+        b, k = candidates.shape[:2]
+        flat = to_unit_float(candidates.flatten(0, 1))                 # [B·K, 3, H, W]
+        return self.network(flat).view(b, k)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer(self.network.parameters())
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        candidates, picked = batch
+        loss = choice_nll(self(candidates), picked)
+        self.log("estimate/train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        candidates, picked = batch
+        utilities = self(candidates)
+        self.log("estimate/val/loss", choice_nll(utilities, picked), on_epoch=True)
+        self.log("estimate/val/pick_accuracy", pick_accuracy(utilities, picked), on_epoch=True,
+                 batch_size=len(picked))
+
+
+def choice_loader(rounds: ChoiceRounds, batch_size: int, shuffle: bool,
+                  seed: int = 0) -> DataLoader:
+    """Batches of (candidates [B, 4, 3, H, W] uint8, pick [B])."""
+    data = TensorDataset(rounds.images[rounds.slots], rounds.picked)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle,
+                      generator=torch.Generator().manual_seed(seed) if shuffle else None)
+
+
+class FrozenChoiceModel(FrozenPIREstimator):
+    """The choice model as used to score and steer: R(x) = mean_m σ(u(x) − u(y_m)) in [0, 1].
+
+    See the module docstring for the scale. No trainable weights, always in
+    eval mode; gradients flow to the input images.
+
+    Args:
+        network: the trained ``ChoiceNetwork``.
+        reference: utilities [M] of the images people judged.
+        config: the ``estimator.network`` config that built its backbone.
+    """
+
+    def __init__(self, network: ChoiceNetwork, reference: torch.Tensor,
+                 config: dict[str, Any] | None = None) -> None:
+        super().__init__(network, temperature=1.0, config=config)
+        if reference.ndim != 1 or len(reference) == 0:
+            raise UsageError("the choice model's reward needs the utilities of at least one "
+                             "judged image")
+        self.register_buffer("reference", reference.detach().float().clone())
+
+    def utilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] in [0, 1] (or uint8) → utilities [B]."""
+        return self.network(to_unit_float(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] in [0, 1] (or uint8) → reward [B] in [0, 1]."""
+        u = self.utilities(images)                                     # [B]
+        return torch.sigmoid(u[:, None] - self.reference[None, :]).mean(1)   # [B, M] -> [B]
+
+
+def reference_utilities(network: ChoiceNetwork, images: torch.Tensor,
+                        seed: int = 0) -> torch.Tensor:
+    """Utilities of the judged images (at most ``REFERENCE_MAX``, drawn with ``seed``)."""
+    if len(images) > REFERENCE_MAX:
+        rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        images = images[rows[:REFERENCE_MAX]]
+    was = network.training
+    network.eval()
+    with torch.no_grad():
+        values = torch.cat([network(to_unit_float(images[i:i + 256]))
+                            for i in range(0, len(images), 256)])
+    network.train(was)
+    return values.cpu()
+
+
+def fit_choice_model(network_cfg: Any, train: ChoiceRounds, held_out: ChoiceRounds,
+                     epochs: int, batch_size: int, seed: int,
+                     optimizer: OptimizerFactory | None = None,
+                     trainer: L.Trainer | None = None,
+                     ckpt_path: str | None = None) -> tuple[ChoiceModule, FrozenChoiceModel]:
+    """Train a choice model on ``train``, validating on ``held_out`` (if any rounds).
+
+    Returns the module and its frozen form, whose reward's reference is every
+    judged image of ``train``.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    module = ChoiceModule(ChoiceNetwork.from_config(network_cfg), optimizer)
+    fit = trainer or L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
+                               enable_progress_bar=False, enable_model_summary=False,
+                               accelerator="cpu")
+    validation = (choice_loader(held_out, batch_size, shuffle=False) if len(held_out)
+                  else None)
+    fit.fit(module, train_dataloaders=choice_loader(train, batch_size, True, seed),
+            val_dataloaders=validation, ckpt_path=ckpt_path)
+    module = module.cpu()
+    judged = train.images[torch.unique(train.slots)]
+    frozen = FrozenChoiceModel(module.network, reference_utilities(module.network, judged, seed),
+                               config=None)
+    return module, frozen
+
+
+@dataclass(frozen=True)
+class ChoiceReport:
+    """How well a model predicts the picks of held-out rounds.
+
+    Attributes:
+        rounds: rounds scored.
+        sessions: their sessions.
+        pick_accuracy: share of rounds whose pick scored highest (ties shared); chance 0.25.
+        nll: mean Plackett–Luce negative log-likelihood (NaN for models with no utility).
+        held_out: whether the rounds were held out of training.
+    """
+
+    rounds: int
+    sessions: int
+    pick_accuracy: float
+    nll: float
+    held_out: bool
+    chance: float = 1 / CHOICES
+
+
+def choice_report(model: FrozenPIREstimator, rounds: ChoiceRounds, held_out: bool) -> ChoiceReport:
+    """Score ``rounds`` with any frozen model: a choice model's utilities, else its PIR."""
+    if isinstance(model, FrozenChoiceModel):
+        utilities = round_scores(model.utilities, rounds)
+        nll = float(choice_nll(utilities, rounds.picked)) if len(rounds) else math.nan
+        scores = utilities
+    else:
+        scores = round_scores(lambda x: estimate_pir(model, x), rounds)
+        nll = math.nan
+    return ChoiceReport(len(rounds), len(set(rounds.sessions)),
+                        pick_accuracy(scores, rounds.picked), nll, held_out)
+
+
+def save_choice_model(frozen: FrozenChoiceModel, network_cfg: dict[str, Any], path: Path,
+                      **extra: Any) -> Path:
+    """Write the choice model: its network, the backbone's config and its reference set.
+
+    ``load_estimator`` reads it back as a ``FrozenChoiceModel``. Written atomically.
+    """
+    with atomic_write(path) as f:
+        torch.save({"format": ESTIMATOR_FORMAT, "loss": "choice",
+                    "state_dict": frozen.network.state_dict(), "network": network_cfg,
+                    "reference": frozen.reference.cpu(), "temperature": 1.0, **extra}, f)
+    return path
+
+
+def load_choice_model(saved: dict[str, Any]) -> FrozenChoiceModel:
+    """The ``FrozenChoiceModel`` of a file ``save_choice_model`` wrote (already loaded)."""
+    network = ChoiceNetwork.from_config(saved["network"])
+    network.load_state_dict(saved["state_dict"])
+    return FrozenChoiceModel(network, saved["reference"], config=saved["network"])
+
