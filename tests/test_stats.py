@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from pirtune.stats import ALPHA, TooLittleData, cohens_d, mean_change, ols, welch_test
+from pirtune.stats import (
+    ALPHA,
+    TooLittleData,
+    bootstrap_change,
+    cohens_d,
+    mean_change,
+    ols,
+    welch_test,
+)
 
 BEFORE = np.array([0.61, 0.55, 0.70, 0.64, 0.58, 0.49, 0.66, 0.72, 0.60, 0.57])
 AFTER = np.array([0.71, 0.80, 0.66, 0.77, 0.85, 0.74, 0.69, 0.90, 0.79, 0.75, 0.83, 0.70])
@@ -69,3 +77,15 @@ def test_ols_says_why_it_cannot_fit():
     with pytest.raises(TooLittleData, match="at least 3 points, and there are 2"):
         # The NaN point is left out.
         ols([0.1, 0.2, float("nan")], {"predicted_delta": [0.1, 0.3, 0.2]})
+
+
+def test_bootstrap_change_matches_the_normal_interval_on_large_samples():
+    rng = np.random.default_rng(5)
+    before, after = rng.normal(0.3, 0.1, 4000), rng.normal(0.32, 0.2, 3000)
+    found = bootstrap_change(before, after, resamples=4000, seed=1)
+    se = np.sqrt(before.var(ddof=1) / len(before) + after.var(ddof=1) / len(after))
+    delta = after.mean() - before.mean()
+    assert found.delta == pytest.approx(delta, rel=1e-12)
+    assert found.low == pytest.approx(delta - 1.959964 * se, abs=0.1 * se)
+    assert found.high == pytest.approx(delta + 1.959964 * se, abs=0.1 * se)
+    assert (found.mean_before, found.mean_after) == pytest.approx((before.mean(), after.mean()))

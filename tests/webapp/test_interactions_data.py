@@ -1,4 +1,5 @@
-"""data=interactions: stage=estimate learns from the web app's log, or from its export."""
+"""data=interactions: stage=estimate learns from the web app's log, or from its export
+(the binned estimator here; the choice model and the whole loop: test_crowd_loop)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pirtune.webapp import InteractionLog
 # Not conftest's TINY: its data.num_images and data.cache_dir are landscapes' keys.
 ESTIMATE = ["stage=estimate", "data=interactions", "data.resolution=16", "logger=csv",
             "progress=false", "trainer.log_every_n_steps=1", "estimator.epochs=1",
-            "estimator.batch_size=4"]
+            "estimator.batch_size=4", "estimator.loss=bins"]
 
 
 @pytest.fixture(scope="module")
@@ -106,20 +107,28 @@ def test_a_bad_path_names_itself_and_the_fix(make_cfg, tmp_path):
         train.run(make_cfg(*ESTIMATE, tiny=False))
 
 
-@pytest.mark.parametrize("stage", ["tune", "pretrain", "loop", "collect"])
+@pytest.mark.parametrize("stage", ["pretrain", "collect", "sample", "quality"])
 def test_other_stages_refuse_interactions(make_cfg, stage):
     cfg = make_cfg("data=interactions", f"stage={stage}", tiny=False)  # data.path unset, too
-    with pytest.raises(UsageError, match=f"data=interactions feeds stage=estimate only; run "
-                                         f"stage={stage} with data=landscapes or data=imagefolder"):
+    with pytest.raises(UsageError, match=f"data=interactions feeds stage=loop, estimate, tune, "
+                                         f"evaluate, report; run stage={stage} with "
+                                         "data=landscapes or data=imagefolder"):
         train.run(cfg)
 
 
-def test_the_command_line_refuses_tune_on_interactions_in_one_line(tmp_path):
+def test_the_choice_model_needs_the_picks(make_cfg):
+    cfg = make_cfg("stage=estimate", "estimator.loss=choice", tiny=False)
+    with pytest.raises(UsageError, match="estimator.loss=choice learns from the web app's picks; "
+                                         "add data=interactions"):
+        train.run(cfg)
+
+
+def test_the_command_line_refuses_collect_on_interactions_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pirtune.train", f"run_dir={tmp_path / 'run'}", "logger=csv",
-         "stage=tune", "data=interactions", "data.path=x"],
+         "stage=collect", "data=interactions", "data.path=x"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "feeds stage=estimate only" in lines[0], result.stderr
+    assert len(lines) == 1 and "data=interactions feeds stage=loop" in lines[0], result.stderr

@@ -83,7 +83,7 @@ def pick_accuracy(scores: torch.Tensor, picked: torch.Tensor) -> float:
     if len(scores) == 0:
         return math.nan
     best = scores == scores.max(1, keepdim=True).values               # [R, K]
-    hit = best.gather(1, picked[:, None]).squeeze(1).float()          # [R]
+    hit = best.gather(1, picked[:, None]).squeeze(1).double()         # [R]
     return float((hit / best.sum(1)).mean())
 
 

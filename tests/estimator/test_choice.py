@@ -1,0 +1,145 @@
+"""The choice model: its likelihood, pick accuracy, rounds, training and frozen reward."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pirtune.data.pir_dataset import write_pir_dataset
+from pirtune.errors import UsageError
+from pirtune.estimator.choice import (
+    ChoiceNetwork,
+    ChoiceRounds,
+    FrozenChoiceModel,
+    choice_nll,
+    choice_report,
+    fit_choice_model,
+    pick_accuracy,
+    read_choice_rounds,
+    round_scores,
+    save_choice_model,
+)
+from pirtune.estimator.module import load_estimator
+
+NETWORK = {"_target_": "pirtune.estimator.network.PIREstimator", "backbone": "small_cnn",
+           "bins": 100, "resolution": 16, "pretrained": False}
+
+
+def test_the_likelihood_is_plackett_luce_by_hand():
+    u = torch.tensor([[1.0, 2.0, 0.0, -1.0], [0.5, 0.5, 0.5, 0.5]])
+    picked = torch.tensor([1, 3])
+    first = -math.log(math.exp(2) / (math.exp(1) + math.exp(2) + 1 + math.exp(-1)))
+    second = -math.log(0.25)
+    assert float(choice_nll(u, picked)) == pytest.approx((first + second) / 2, rel=1e-6)
+    # Two candidates: Bradley–Terry, −log σ(u_i − u_j).
+    pair = torch.tensor([[0.3, 1.1]])
+    assert float(choice_nll(pair, torch.tensor([0]))) == pytest.approx(
+        -math.log(1 / (1 + math.exp(-(0.3 - 1.1)))), rel=1e-6)
+
+
+def test_pick_accuracy_shares_ties_like_a_count():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, size=(200, 4)).astype(float)   # many ties
+    picked = rng.integers(0, 4, size=200)
+    expected = 0.0
+    for row, pick in zip(scores, picked, strict=True):
+        best = np.flatnonzero(row == row.max())
+        expected += (pick in best) / len(best)
+    assert pick_accuracy(torch.tensor(scores), torch.tensor(picked)) == pytest.approx(
+        expected / 200, rel=1e-9)
+    assert pick_accuracy(torch.tensor([[0.0, 1, 2, 3]]), torch.tensor([3])) == 1.0
+
+
+def _rounds(n_rounds: int, sessions: int, seed: int = 0) -> ChoiceRounds:
+    """Rounds of four flat-coloured 16 px images; the pick is the bluest."""
+    gen = torch.Generator().manual_seed(seed)
+    colours = torch.rand(4 * n_rounds, 3, generator=gen)
+    images = (colours[:, :, None, None].expand(-1, 3, 16, 16) * 255).round().to(torch.uint8)
+    slots = torch.arange(4 * n_rounds).view(n_rounds, 4)
+    blue = colours[:, 2] - colours[:, :2].mean(1)
+    picked = blue[slots].argmax(1)
+    return ChoiceRounds(images.contiguous(), [f"i{i}" for i in range(4 * n_rounds)], slots,
+                        picked, [f"s{r % sessions}" for r in range(n_rounds)])
+
+
+def test_rounds_split_by_session():
+    rounds = _rounds(40, sessions=5)
+    train, held = rounds.split(0.4, seed=1)
+    assert len(train) + len(held) == 40
+    assert set(train.sessions).isdisjoint(held.sessions) and len(set(held.sessions)) == 2
+    assert torch.equal(held.picked, rounds.picked[[s in set(held.sessions)
+                                                   for s in rounds.sessions]])
+    alone, nothing = _rounds(8, sessions=1).split(0.4, seed=1)
+    assert len(alone) == 8 and len(nothing) == 0
+
+
+def test_training_moves_the_backbone_and_learns_the_picks():
+    rounds = _rounds(96, sessions=8)
+    train, held = rounds.split(0.25, seed=0)
+    start = ChoiceNetwork.from_config(NETWORK)
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    torch.manual_seed(0)
+    nll_before = float(choice_nll(round_scores(
+        lambda x: start.eval()(x), train), train.picked))
+    module, frozen = fit_choice_model(NETWORK, train, held, epochs=6, batch_size=8, seed=0,
+                                      optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
+    moved = [k for k, v in module.network.state_dict().items()
+             if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert any("backbone.0.0.weight" in k for k in moved)
+    report = choice_report(frozen, train, held_out=False)
+    assert report.nll < nll_before
+    assert choice_report(frozen, held, held_out=True).pick_accuracy > 0.5   # chance: 0.25
+    # The frozen model's weights do not train further with the module.
+    assert not any(p.requires_grad for p in frozen.parameters())
+
+
+class _Mean(nn.Module):
+    """Two 'logits' from the mean pixel: u = 3·mean − 1."""
+
+    bins = 2
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        m = images.mean((1, 2, 3))
+        return torch.stack([torch.full_like(m, 1.0), 3 * m], 1)   # u = 3m − 1
+
+
+def test_the_frozen_reward_is_the_chance_of_beating_a_judged_image(tmp_path):
+    reference = torch.tensor([-1.0, 0.0, 0.5, 2.0])
+    frozen = FrozenChoiceModel(ChoiceNetwork(_Mean()), reference)
+    images = torch.stack([torch.full((3, 4, 4), v) for v in (0.0, 0.5, 1.0)])
+    u = 3 * np.array([0.0, 0.5, 1.0]) - 1
+    expected = (1 / (1 + np.exp(-(u[:, None] - reference.numpy()[None, :])))).mean(1)
+    torch.testing.assert_close(frozen(images), torch.tensor(expected, dtype=torch.float32))
+    torch.testing.assert_close(frozen.utilities(images), torch.tensor(u, dtype=torch.float32))
+
+
+def test_save_and_load_give_the_same_reward(tmp_path):
+    network = ChoiceNetwork.from_config(NETWORK).eval()
+    frozen = FrozenChoiceModel(network, torch.tensor([0.1, -0.3]), config=NETWORK)
+    path = save_choice_model(frozen, NETWORK, tmp_path / "estimator.pt")
+    again = load_estimator(path)
+    assert isinstance(again, FrozenChoiceModel)
+    images = torch.rand(3, 3, 16, 16)
+    torch.testing.assert_close(again(images), frozen(images))
+
+
+def test_reading_rounds_from_an_export(tmp_path):
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    write_pir_dataset(tmp_path / "old", images, 0, 1, 0)
+    with pytest.raises(UsageError, match=re.escape(f"{tmp_path / 'old'} has no rounds.csv")):
+        read_choice_rounds(tmp_path / "old")
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (folder / "rounds.csv").write_text(
+        "session_id,round,generator,slot0,slot1,slot2,slot3,picked\n"
+        "a,1,,img_000000,img_000001,img_000002,img_000003,2\n"
+        "a,2,,img_000002,img_000004,img_000001,img_000000,0\n")
+    write_pir_dataset(folder, images, 0, 1, 0)
+    rounds = read_choice_rounds(folder)
+    assert rounds.slots.tolist() == [[0, 1, 2, 3], [2, 4, 1, 0]]
+    assert rounds.picked.tolist() == [2, 0] and rounds.sessions == ["a", "a"]
