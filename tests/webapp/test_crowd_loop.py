@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +160,24 @@ def test_the_crowd_composes_any_objective():
     assert isinstance(objective, ColourObjective) and objective.name == "color_red_blue"
     with pytest.raises(UsageError, match="objective 'color_purple' is unknown; choose one of"):
         compose_objective("color_purple")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--temperature", "-1"], "--temperature -1.0 must be at least 0"),
+    (["--set", "model.width=2"], "--set model.width=2: only objective.<key>=<value> overrides"),
+    (["--objective", "color_purple"], "objective 'color_purple' is unknown; choose one of"),
+])
+def test_the_crowd_command_refuses_bad_input_in_one_line(args, message):
+    result = subprocess.run([sys.executable, "-m", "pirtune.webapp.crowd", *args],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_the_crowd_says_when_no_server_answers():
+    from pirtune.webapp.serve import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(UsageError, match=f"no pirtune-serve answers at {url}"):
+        run_crowd(url, ColourObjective(["blue"]), 1, 1)
