@@ -36,8 +36,9 @@ before it in the same file wrote:
   real (``pirtune-landscapes`` with ``--n 4`` after its own arguments) unless
   they have a placeholder or ``needs:``; then ``--help``, and every
   ``--option`` the line uses must be in the help text.
-- ``pirtune-serve`` (a server that runs until stopped): ``--help``, and every
-  ``--option`` the line uses must be in the help text.
+- ``pirtune-serve`` (a server that runs until stopped) and ``pirtune-crowd``
+  (which needs one): ``--help``, and every ``--option`` the line uses must be
+  in the help text.
 - ``python scripts/<name>.py``, ``.venv/bin/python scripts/<name>.py``
   (benchmarks and launchers that take minutes and write committed files):
   ``--help`` and its options, as above.
@@ -252,7 +253,8 @@ def rule(argv: list[str]) -> str:
     if train_args(argv) is not None:
         return "train"
     program = argv[0] if argv else ""
-    if program in ("pirtune-landscapes", "pirtune-report", "pirtune-export", "pirtune-serve"):
+    if program in ("pirtune-landscapes", "pirtune-report", "pirtune-export", "pirtune-serve",
+                   "pirtune-crowd"):
         return program
     if (Path(program).name == "python" and len(argv) > 1
             and re.fullmatch(r"scripts/[\w/]+\.py", argv[1])):
@@ -308,6 +310,9 @@ def plan(command: Command, scratch: Path) -> Step:
         return Step("run", [*argv, *extra], "a real run" + (" of 4 images" if extra else ""))
     if kind == "pirtune-serve":
         return Step("help", [program, "--help"], "a server runs until stopped", options=options)
+    if kind == "pirtune-crowd":
+        return Step("help", [program, "--help"], "it needs a running pirtune-serve",
+                    options=options)
     if kind == "script":
         return Step("help", argv[:2] + ["--help"], "a script that takes minutes",
                     in_scratch=False, options=options)

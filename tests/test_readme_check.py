@@ -78,6 +78,7 @@ def test_the_rules_by_form(tmp_path):
     assert plan("python train.py -m objective=color_red,color_blue").how == "compose"
     assert plan("pirtune-train trainer=gpu stage=pretrain").argv[-2:] == ["--cfg", "job"]
     assert plan("pirtune-serve --port 8080").how == "help"
+    assert plan("pirtune-crowd --url http://127.0.0.1:8000 --people 3").how == "help"
     assert plan("pirtune-landscapes --out x --n 1000").argv[-2:] == ["--n", "4"]
     assert plan("make run").argv == ["make", "-n", "run"]
     with pytest.raises(check.CheckError, match="needs"):

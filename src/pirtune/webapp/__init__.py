@@ -5,8 +5,10 @@ every pick in SQLite; ``create_app`` (``app``) is the HTTP API over it;
 ``export_pir_dataset`` (``export``) turns the log into a PIR dataset that
 ``stage=estimate`` trains on; ``page`` is the HTML page the app serves at
 ``/`` and ``serve`` the ``pirtune-serve`` command; ``describe`` puts a
-finished session's image into words. ``stage=estimate data=interactions``
-trains the PIR estimator on the log.
+finished session's image into words; ``crowd`` is ``pirtune-crowd``,
+simulated people with a hidden objective using a running server over HTTP.
+``pirtune-train data=interactions`` runs the loop on the log (a choice model
+of the picks, tuning, evaluation), and the tuned generator can be served back.
 """
 
 from pirtune.webapp.export import export_pir_dataset
