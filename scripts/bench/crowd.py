@@ -233,7 +233,7 @@ def main() -> None:
     args.out.with_suffix(".md").write_text(markdown(rows, args, crowd, command))
     figure(rows, args.out.with_suffix(".png"))
     print(args.out.with_suffix(".md").read_text())
-    print(f"written: {args.out}.{{csv,md,png}}")
+    print(f"written: {args.out}.{{csv,md,png}}; the log and runs stay in {home}")
 
 
 if __name__ == "__main__":
