@@ -31,7 +31,10 @@ before it in the same file wrote:
   runs with ``--cfg job`` (its first job, for a sweep), which composes it
   through the console script and prints the config. A stage that reads a
   generator checkpoint that is not there fails unless the line says
-  ``# needs:``.
+  ``# needs:``, or the command is a loop of one job whose ``generator_ckpt``
+  is what ``stage=pretrain`` with its settings writes (``experiment=paper``,
+  photos in ``data.root``): ``pirtune-train`` pre-trains that one first
+  (``pretrains_first``). A sweep's jobs do not, so a sweep needs the line.
 - ``pirtune-landscapes``, ``pirtune-report``, ``pirtune-export``: run for
   real (``pirtune-landscapes`` with ``--n 4`` after its own arguments) unless
   they have a placeholder or ``needs:``; then ``--help``, and every
@@ -248,6 +251,20 @@ def compose_jobs(args: list[str], scratch: Path) -> list:
     return configs
 
 
+def pretrains_first(overrides: list[str], generator: str, scratch: Path) -> bool:
+    """True when ``generator`` is the bundle ``stage=pretrain`` with the same settings writes.
+
+    Then ``pirtune-train``'s loop pre-trains it first when it is missing
+    (``pirtune.train.run``); any other missing generator stops the command.
+    """
+    from pirtune.stages.rundir import BUNDLE_NAME
+
+    first = [a for a in sweep_jobs(overrides)[0] if a.partition("=")[0].lstrip("+") != "stage"]
+    [(pretraining, _)] = compose_jobs([*first, "stage=pretrain"], scratch)
+    bundle = scratch / pretraining["run_dir"] / BUNDLE_NAME
+    return bundle.resolve() == (scratch / generator).resolve()
+
+
 def rule(argv: list[str]) -> str:
     """The name of the rule for a command's form; a form no rule knows is an error."""
     if train_args(argv) is not None:
@@ -284,8 +301,11 @@ def plan(command: Command, scratch: Path) -> Step:
         multirun = multirun or mode.endswith("MULTIRUN")
         generator = cfg.get("generator_ckpt")
         reads_generator = cfg["stage"] != "pretrain"
-        if (reads_generator and generator and not PLACEHOLDER.search(str(generator))
-                and not (scratch / generator).exists() and not command.needs):
+        missing = (reads_generator and generator and not PLACEHOLDER.search(str(generator))
+                   and not (scratch / generator).exists())
+        pretrains = (missing and not multirun and cfg["stage"] == "loop"
+                     and pretrains_first(overrides, generator, scratch))
+        if missing and not pretrains and not command.needs:
             raise CheckError(f"{cfg['stage']} reads generator_ckpt={generator}, which is not "
                              "there; say what the command needs: '# needs: <what>'")
         trainer = cfg["trainer"]
@@ -298,7 +318,8 @@ def plan(command: Command, scratch: Path) -> Step:
             else None)
         form = argv[: len(argv) - len(args)]
         if why_not is None:
-            return Step("run", [*form, *TINY, *overrides], "one CPU job: a tiny real run")
+            return Step("run", [*form, *TINY, *overrides], "one CPU job: a tiny real run"
+                        + (", pre-training its generator first" if pretrains else ""))
         first = sweep_jobs(overrides)[0]
         return Step("compose", [*form, *first, "--cfg", "job"], why_not)
     program = argv[0]

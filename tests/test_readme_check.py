@@ -67,7 +67,9 @@ def test_sweeps_expand_to_every_job_and_large_ones_are_spread():
     assert many[0] == ["objective.filter=0"] and many[-1] == ["objective.filter=99"]
 
 
-def test_the_rules_by_form(tmp_path):
+def test_the_rules_by_form(tmp_path, monkeypatch):
+    monkeypatch.delenv("PIRTUNE_HOME", raising=False)  # runs go to the scratch directory
+
     def plan(text):
         return check.plan(check.parse("doc.md", 1, text), tmp_path)
 
@@ -81,8 +83,21 @@ def test_the_rules_by_form(tmp_path):
     assert plan("pirtune-crowd --url http://127.0.0.1:8000 --people 3").how == "help"
     assert plan("pirtune-landscapes --out x --n 1000").argv[-2:] == ["--n", "4"]
     assert plan("make run").argv == ["make", "-n", "run"]
+    # The paper loop pre-trains its missing generator first: no need to say so.
+    assert plan("pirtune-train experiment=paper trainer=gpu").how == "compose"
+    # A sweep's jobs refuse instead, and so does a single stage: the line must say it.
     with pytest.raises(check.CheckError, match="needs"):
-        plan("pirtune-train experiment=paper trainer=gpu")  # no paper generator, and not said
-    assert plan("pirtune-train experiment=paper trainer=gpu  # needs: a GPU").how == "compose"
+        plan("pirtune-train -m experiment=paper trainer=gpu objective=color_red,color_blue")
+    with pytest.raises(check.CheckError, match="needs"):
+        plan("pirtune-train stage=collect experiment=paper trainer=gpu")
+    with pytest.raises(check.CheckError, match="needs"):  # a given generator is never made
+        plan("pirtune-train experiment=paper trainer=gpu generator_ckpt=runs/mine/generator.pt")
+    assert plan("pirtune-train -m experiment=paper trainer=gpu seed=0,1  # needs: a GPU and "
+                "the paper generator").how == "compose"
+    # A CPU loop on photos pre-trains its generator first, so it runs for real.
+    for name in ("beach", "forest"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+    photos = plan(f"pirtune-train data=imagefolder data.root={tmp_path / 'photos'}")
+    assert photos.how == "run" and "pre-training its generator first" in photos.reason
     with pytest.raises(check.CheckError, match="unknown"):
         plan("pirtune-train trainer=tpu")

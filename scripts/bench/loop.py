@@ -2,6 +2,9 @@
 
     OMP_WAIT_POLICY=PASSIVE python scripts/bench/loop.py     # writes docs/bench/loop.{json,md}
 
+It also writes the README's picture, ``docs/loop_<objective>.png``: the
+evaluation's samples before (left) and after (right) tuning, side by side.
+
 Runs ``pirtune-train objective=<objective>`` (the default command of
 ``make run``, with the shipped generator and the CPU defaults) in a fresh
 PIRTUNE_HOME, so nothing is resumed, and records how long the command took
@@ -22,8 +25,20 @@ import time
 from pathlib import Path
 
 import torch
+from torchvision.io import ImageReadMode, read_image, write_png
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def before_after(before: Path, after: Path, out: Path, gap: int = 16) -> None:
+    """The two evaluation grids side by side on white, enlarged 2× (nearest neighbour)."""
+    left, right = (read_image(str(p), ImageReadMode.RGB) for p in (before, after))
+    height = max(left.shape[1], right.shape[1])
+    canvas = torch.full((3, height, left.shape[2] + gap + right.shape[2]), 255, dtype=torch.uint8)
+    canvas[:, :left.shape[1], :left.shape[2]] = left
+    canvas[:, :right.shape[1], left.shape[2] + gap:] = right
+    canvas = canvas.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    write_png(canvas, str(out))
 
 
 def main() -> None:
@@ -39,8 +54,10 @@ def main() -> None:
         subprocess.run(command, check=True, env={**os.environ, "PIRTUNE_HOME": home})
         seconds = time.perf_counter() - start
         load_after = os.getloadavg()[0]
-        run = Path(home) / "runs" / f"cpu-{args.objective}"
+        (run,) = (Path(home) / "runs").glob(f"cpu-{args.objective}-*")  # <scale>-<label>-<hash>
         evaluation = json.loads((run / "evaluation.json").read_text())
+        picture = REPO / "docs" / f"loop_{args.objective}.png"
+        before_after(run / "eval_before.png", run / "eval_after.png", picture)
     change = evaluation["change"]
     result = {
         "command": " ".join(["pirtune-train", *command[1:]]),
