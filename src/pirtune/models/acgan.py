@@ -6,6 +6,10 @@ discriminator. Lightning counts one ``global_step`` per optimiser update, so
 one training *iteration* (a D and a G update) is two Lightning steps;
 ``iteration`` gives the paper's count of gradient steps per network.
 
+On CUDA, ``whole_step="graph"`` runs the D and G updates of an iteration as
+one CUDA graph (``pirtune.models.step_graph``); on the CPU the step stays
+eager.
+
 The trained networks leave the Lightning checkpoint as a *generator bundle*
 (``save_bundle``/``load_bundle``): both networks' weights, the config that
 builds them and a little provenance, which is what later stages and the
@@ -34,11 +38,15 @@ from pirtune.files import atomic_write
 from pirtune.models.augment import diff_augment, parse_policy
 from pirtune.models.losses import SourceLoss, discriminator_loss, generator_loss
 from pirtune.models.protocol import ImageGenerator
+from pirtune.models.step_graph import WholeStepGraph, ema_update
 
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 STEPS_PER_ITERATION = 2  # Lightning counts the D and the G update separately
+WHOLE_STEP_MODES = ("graph", "static")
+# torch.compile modes that capture CUDA graphs of their own, which cannot nest in ours.
+GRAPHING_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 
 
 class ACGANModule(L.LightningModule):
@@ -66,6 +74,28 @@ class ACGANModule(L.LightningModule):
         r1_gamma: weight γ of the R1 penalty γ/2·E‖∇ₓ a(x_real)‖² on the
             discriminator's source value at real images (Mescheder et al.
             2018); 0 turns it off. Not in the paper.
+        whole_step: ``None`` (Lightning's eager step), ``"graph"`` or ``"static"``.
+            ``"graph"``: on CUDA, the whole iteration — G's forward, D's update
+            (both forwards, backward, optimiser step), G's update (D's forward,
+            any estimator or anchor term, backward, optimiser step) and the
+            EMA — is captured once as one CUDA graph and replayed for every
+            batch, from static input buffers, after three eager warm-up
+            iterations; on the CPU it changes nothing. ``"static"``: the same
+            step function run eagerly from the same static buffers on any
+            device (no capture): what the equivalence tests compare with the
+            eager step. Both draw latents on the device (the eager step draws
+            them on the CPU), and step the raw optimisers, so Lightning's
+            ``on_before_backward``/``on_after_backward``/
+            ``on_before_optimizer_step`` hooks do not run; Lightning's step
+            count advances as usual. Refused with ``r1_gamma`` > 0 (R1's
+            double backward is not captured), with a ``compile_mode`` that
+            captures graphs itself (``reduce-overhead``, ``max-autotune``:
+            use ``default`` or ``max-autotune-no-cudagraphs`` inside the
+            graph), and under fp16 mixed precision (its gradient scaler reads
+            values on the host); fp32 and bf16 work.
+        channels_last: store both networks' conv weights (and the captured
+            step's image buffer) channels-last: faster convolutions on tensor
+            cores, the same results.
     """
 
     log_prefix = "pretrain/train"  # metric names: <log_prefix>/d_loss, ...
@@ -83,6 +113,8 @@ class ACGANModule(L.LightningModule):
         loss: SourceLoss = "paper",
         augment: str | None = None,
         r1_gamma: float = 0.0,
+        whole_step: str | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         # The networks (and the tuning module's estimator) are saved as weights; the
@@ -104,6 +136,21 @@ class ACGANModule(L.LightningModule):
         self.loss = loss
         self.augmentations = parse_policy(augment)
         self.r1_gamma = r1_gamma
+        if whole_step is not None and whole_step not in WHOLE_STEP_MODES:
+            raise UsageError(f"model.whole_step={whole_step!r} is unknown; choose null, graph "
+                             "or static")
+        if whole_step and r1_gamma:
+            raise UsageError(f"model.whole_step={whole_step} cannot capture R1's double "
+                             f"backward (model.r1_gamma={r1_gamma}); set model.whole_step=null "
+                             "or model.r1_gamma=0")
+        if whole_step and compile_mode in GRAPHING_COMPILE_MODES:
+            raise UsageError(f"model.compile_mode={compile_mode} captures CUDA graphs itself, "
+                             f"which cannot nest in model.whole_step={whole_step}; use "
+                             "compile_mode=default or max-autotune-no-cudagraphs")
+        self.whole_step = whole_step
+        self.channels_last = channels_last
+        self.step_graph: WholeStepGraph | None = None
+        self.ema_decay = ema_decay
         self.step_latents: tuple[torch.Tensor, torch.Tensor] | None = None
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
@@ -133,6 +180,13 @@ class ACGANModule(L.LightningModule):
         return self.global_step // STEPS_PER_ITERATION
 
     def configure_model(self) -> None:
+        if self.channels_last:
+            # In place (4-D tensors only): parameter objects, names and values are unchanged.
+            networks = [self.generator, self.discriminator]
+            if self.generator_ema is not None:
+                networks.append(self.generator_ema)
+            for network in networks:
+                network.to(memory_format=torch.channels_last)
         if self.compile_mode:
             # In place, so parameter names (and checkpoints) are unchanged.
             self.generator.compile(mode=self.compile_mode)
@@ -181,6 +235,8 @@ class ACGANModule(L.LightningModule):
         return every > 0 and ((self.iteration + 1) % every == 0 or self.trainer.should_stop)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if self._whole_step_active:
+            return self._whole_training_step(*batch)
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         real, real_labels = batch
@@ -202,6 +258,16 @@ class ACGANModule(L.LightningModule):
         self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, log: bool
     ) -> dict[str, torch.Tensor]:
         d_opt, _ = self.optimizers()
+        total, metrics = self._discriminator_objective(real, real_labels, fake, log)
+        d_opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        d_opt.step()
+        return metrics
+
+    def _discriminator_objective(
+        self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, log: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D's loss (C.1, plus R1 when asked) and, when ``log``, its logged parts."""
         if self.r1_gamma:
             real = real.detach().requires_grad_(True)
         real_source, real_class_logits = self._discriminate(real)
@@ -215,13 +281,10 @@ class ACGANModule(L.LightningModule):
             (grad,) = torch.autograd.grad(real_source.sum(), real, create_graph=True)
             r1 = grad.pow(2).flatten(1).sum(1).mean()
             total = total + self.r1_gamma / 2 * r1
-        d_opt.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        d_opt.step()
         if not log:
-            return {}
+            return total, {}
         extra = {"d_r1": r1.detach()} if self.r1_gamma else {}
-        return {**extra,
+        return total, {**extra,
             "d_loss": loss.total.detach(),
             "d_real": loss.real.detach(),
             "d_fake": loss.fake.detach(),
@@ -256,6 +319,104 @@ class ACGANModule(L.LightningModule):
         loss = generator_loss(fake_source, fake_class_logits, fake_labels, self.w_fake_class,
                               self.loss)
         return loss.total, {"g_fools": loss.fools, "g_fake_class": loss.fake_class}
+
+    # -- the whole iteration as one function (whole_step): what the CUDA graph captures --
+
+    @property
+    def _whole_step_active(self) -> bool:
+        return self.whole_step == "static" or (
+            self.whole_step == "graph" and self.device.type == "cuda")
+
+    def _whole_training_step(self, real: torch.Tensor, real_labels: torch.Tensor) -> None:
+        """The training step through ``WholeStepGraph`` (``whole_step``)."""
+        if self.step_graph is None:
+            self.step_graph = self._build_step_graph()
+        log = self._logging_now()
+        metrics = self.step_graph(real, real_labels)
+        # Lightning counts manual-optimisation steps in LightningOptimizer.step's hooks;
+        # the step stepped the raw optimisers, so advance the count as step() would.
+        for optimizer in self.optimizers():
+            optimizer._on_before_step()
+            optimizer._on_after_step()
+        if log:
+            # The graph's outputs are overwritten by the next replay: log copies.
+            metrics = {k: v.clone() for k, v in metrics.items()}
+            metrics["iteration"] = float(self.iteration)
+            self.log_dict({f"{self.log_prefix}/{k}": v for k, v in metrics.items()},
+                          on_step=True, on_epoch=False)
+
+    def _build_step_graph(self) -> WholeStepGraph:
+        capture = self.whole_step == "graph"
+        if capture:
+            precision = str(self.trainer.precision)
+            if precision.startswith("16"):
+                raise UsageError(f"model.whole_step=graph cannot capture trainer.precision="
+                                 f"{precision} (its gradient scaler syncs with the host); use "
+                                 "bf16-mixed or 32-true")
+            for optimizer in self.optimizers():
+                _make_capturable(optimizer.optimizer)
+        return WholeStepGraph(self._whole_step, capture=capture,
+                              channels_last=self.channels_last)
+
+    def _whole_step(self, real: torch.Tensor, real_labels: torch.Tensor
+                    ) -> dict[str, torch.Tensor]:
+        """One D update and one G update on ``real`` [B, 3, R, R] and ``real_labels`` [B].
+
+        The eager step's arithmetic, written so a CUDA graph can capture it: no
+        value read on the host, latents drawn on the device, the raw optimisers
+        stepped, the EMA updated by ``ema_update``, and every metric computed
+        (a graph cannot skip work on the steps that do not log).
+        """
+        d_opt, g_opt = self.optimizers()
+        n = real.shape[0]
+        z = torch.randn(n, self.latent_dim, device=real.device)
+        fake_labels = torch.randint(self.num_classes, (n,), device=real.device)
+        self.step_latents = (z, fake_labels)
+        # Autocast's cast cache would hold the bf16 copy of a weight across an
+        # optimiser step inside one graph; casting afresh costs a few small kernels.
+        autocast = torch.autocast(
+            real.device.type, dtype=torch.get_autocast_dtype(real.device.type),
+            enabled=torch.is_autocast_enabled(real.device.type), cache_enabled=False)
+        with autocast:
+            fake = self.generator(z, fake_labels)
+            d_loss, d_metrics = self._discriminator_objective(real, real_labels, fake.detach(),
+                                                              log=True)
+        d_opt.optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.optimizer.step()
+        self.toggle_optimizer(g_opt)
+        with autocast:
+            g_loss, parts = self._generator_objective(fake, fake_labels)
+        g_opt.optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.optimizer.step()
+        self.untoggle_optimizer(g_opt)
+        if self.generator_ema is not None:
+            ema_update(self.generator_ema.module, self.generator,
+                       self.generator_ema.n_averaged, self.ema_decay)
+        return {**d_metrics, "g_loss": g_loss.detach(),
+                **{k: v.detach() for k, v in parts.items()}}
+
+
+def _make_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """Switch an optimiser to its CUDA-graph-safe variant, state included.
+
+    Done after Lightning restores a checkpoint, whose param groups would
+    otherwise bring back ``capturable=False`` and a step count on the CPU.
+    """
+    if not all("capturable" in group for group in optimizer.param_groups):
+        if optimizer.state:  # stateful without a capturable variant: can't be captured
+            raise UsageError(f"model.whole_step=graph needs optimisers with a capturable "
+                             f"variant (Adam, AdamW, RMSprop, ...), not "
+                             f"{type(optimizer).__name__}; or set model.whole_step=null")
+        return
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            step = state.get("step")
+            if isinstance(step, torch.Tensor) and step.device != param.device:
+                state["step"] = step.to(param.device, torch.float32)
 
 
 @torch.no_grad()

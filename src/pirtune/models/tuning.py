@@ -52,6 +52,9 @@ class PIRTuningModule(ACGANModule):
         reward_lambda: λ of the conservative reward.
         anchor: weight of the stay-close term (0: none, the paper).
         anchor_space: ``"pixels"`` or ``"features"`` (the shipped landscape encoder).
+        whole_step, channels_last: as in ACGANModule; under ``whole_step="graph"``
+            the frozen estimator's forward (and G₀'s, for the anchor) are inside
+            the captured graph, with the gradient that flows through it to G.
     """
 
     log_prefix = "tune/train"
@@ -75,9 +78,12 @@ class PIRTuningModule(ACGANModule):
         reward_lambda: float = 1.0,
         anchor: float = 0.0,
         anchor_space: str = "pixels",
+        whole_step: str | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(generator, discriminator, g_optimizer, d_optimizer, w_fake_class,
-                         w_real_class, ema_decay, compile_mode, loss, augment, r1_gamma)
+                         w_real_class, ema_decay, compile_mode, loss, augment, r1_gamma,
+                         whole_step, channels_last)
         if not isinstance(estimator, FrozenPIREstimator):
             raise UsageError(f"estimator must be a FrozenPIREstimator, not "
                              f"{type(estimator).__name__}; load it with load_estimator")

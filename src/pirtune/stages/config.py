@@ -106,6 +106,7 @@ class PretrainConfig(Section):
     positive: ClassVar[tuple[str, ...]] = ("iterations", "checkpoint_every", "sample_every",
                                            "sample_per_class")
     not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "model.compile_mode",
+                                              "model.whole_step", "model.channels_last",
                                               "ckpt_path", "checkpoint_every", "sample_every",
                                               "quality_samples")
 
@@ -206,7 +207,8 @@ class TuneConfig(Section):
 
     name: ClassVar[str] = "tune"
     positive: ClassVar[tuple[str, ...]] = ("steps", "checkpoint_every")
-    not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "compile_mode", "checkpoint_every")
+    not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "compile_mode", "whole_step",
+                                              "channels_last", "checkpoint_every")
 
     steps: int = 400                # D+G update pairs
     lr: float = 5.0e-5              # both optimisers (pre-training's types and betas)
@@ -216,6 +218,8 @@ class TuneConfig(Section):
     seed: int = 0
     data: Any = MISSING             # what the discriminator keeps training on
     compile_mode: str | None = None
+    whole_step: str | None = None   # graph: each iteration as one CUDA graph (ACGANModule)
+    channels_last: bool = False
     # Beyond the paper (issue 16): measuring, a safer reward, a stay-close term, stopping.
     eval_every: int = 0             # iterations between gold/proxy/quality checks; 0: none
     eval_samples: int = 256         # fixed latents of those checks (and real images at most)

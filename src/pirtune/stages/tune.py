@@ -54,7 +54,8 @@ def tune(cfg: TuneConfig, rnd: Round) -> Path:
     module, meta = PIRTuningModule.from_bundle(
         rnd.start, estimator, cfg.lr, w_pir=cfg.w_pir, ema_decay=cfg.ema_decay,
         compile_mode=cfg.compile_mode, reward=cfg.reward, reward_lambda=cfg.reward_lambda,
-        anchor=cfg.anchor, anchor_space=cfg.anchor_space)
+        anchor=cfg.anchor, anchor_space=cfg.anchor_space, whole_step=cfg.whole_step,
+        channels_last=cfg.channels_last)
     callbacks: list[L.Callback] = [
         ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
                         every_n_train_steps=STEPS_PER_ITERATION * cfg.checkpoint_every),
