@@ -41,6 +41,7 @@ def main() -> None:
         "images": args.n, "input_size": args.input_size, "device": args.device,
         "threads": torch.get_num_threads(), "seconds": round(seconds, 1),
         "ms_per_image": round(1000 * seconds / args.n, 1),
+        "images_per_s": round(args.n / seconds, 1),
         "filters_scored": sum(v.shape[1] for v in scores.values()),
     }))
 
