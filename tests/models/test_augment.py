@@ -122,14 +122,20 @@ def test_tuning_trains_d_as_the_bundle_was_trained(make_cfg, tiny_generator, mon
 
     real_load = tuning.load_bundle
 
-    def load(path):
-        g, d, meta = real_load(path)
-        meta["model"] = {**meta["model"], "loss": "hinge", "augment": "cutout", "r1_gamma": 2.0}
-        return g, d, meta
+    def loader(**changes):
+        def load(path):
+            g, d, meta = real_load(path)
+            model = {k: v for k, v in meta["model"].items()
+                     if k not in ("loss", "augment", "r1_gamma")}  # a bundle from before them
+            meta["model"] = {**model, **changes}
+            return g, d, meta
+        return load
 
+    monkeypatch.setattr(tuning, "load_bundle", loader())
     module, _ = PIRTuningModule.from_bundle(str(tiny_generator), estimator=None, lr=1e-6)
     assert (module.kw["loss"], module.kw["augment"], module.kw["r1_gamma"]) == ("paper", None, 0.0)
-    monkeypatch.setattr(tuning, "load_bundle", load)
+    monkeypatch.setattr(tuning, "load_bundle",
+                        loader(loss="hinge", augment="cutout", r1_gamma=2.0))
     module, _ = PIRTuningModule.from_bundle(str(tiny_generator), estimator=None, lr=1e-6)
     kw = module.kw
     assert (kw["loss"], kw["augment"], kw["r1_gamma"]) == ("hinge", "cutout", 2.0)

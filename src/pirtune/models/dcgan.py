@@ -71,20 +71,30 @@ class DCGANDiscriminator(nn.Module):
         num_classes: classes of the real images (the auxiliary class head).
         resolution: input side in pixels, a power of two ≥ 8.
         width: multiplier on every depth (1.0: 64 channels in the first layer).
+        norm: ``"none"``, or ``"spectral"`` normalisation of every layer (as the
+            ACGAN discriminator's, so the CPU experiment's settings apply to both).
+        dropout: dropout probability after every hidden layer (0: none).
     """
 
-    def __init__(self, num_classes: int = 2, resolution: int = 32, width: float = 1.0) -> None:
+    def __init__(self, num_classes: int = 2, resolution: int = 32, width: float = 1.0,
+                 norm: str = "none", dropout: float = 0.0) -> None:
         super().__init__()
+        if norm not in ("none", "spectral"):
+            raise ValueError(f"DCGAN discriminator norm {norm!r} is unknown; "
+                             "choose 'none' or 'spectral'")
+        wrap = nn.utils.parametrizations.spectral_norm if norm == "spectral" else (lambda m: m)
         # One halving per layer, R -> 4; the depth doubles at each.
         depths = [3, *(scaled_depth(64 * 2 ** i, width)
                        for i in range(upsampling_steps(resolution)))]
         layers: list[nn.Module] = []
         for d_in, d_out in zip(depths[:-1], depths[1:], strict=True):
-            layers += [nn.Conv2d(d_in, d_out, kernel_size=4, stride=2, padding=1),
+            layers += [wrap(nn.Conv2d(d_in, d_out, kernel_size=4, stride=2, padding=1)),
                        nn.LeakyReLU(0.2)]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
         self.features = nn.Sequential(*layers)
-        self.source = nn.Linear(depths[-1] * 4 * 4, 1)
-        self.classify = nn.Linear(depths[-1] * 4 * 4, num_classes)
+        self.source = wrap(nn.Linear(depths[-1] * 4 * 4, 1))
+        self.classify = wrap(nn.Linear(depths[-1] * 4 * 4, num_classes))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(images).flatten(1)  # [B, 3, R, R] -> [B, D·4·4]
