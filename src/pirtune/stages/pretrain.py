@@ -39,6 +39,9 @@ def pretrain(cfg: PretrainConfig, run: Run) -> Path:
     if record is None:
         return bundle_path
 
+    # A bad model setting fails here, before minutes of rendering scenes; the networks
+    # are built again after seeding, so the weights do not depend on this check.
+    instantiate(cfg.model)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # a bad folder fails here, before any training output
     L.seed_everything(cfg.seed, workers=True, verbose=False)
