@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -40,8 +41,12 @@ def pretrain(cfg: PretrainConfig, run: Run) -> Path:
         return bundle_path
 
     # A bad model setting fails here, before minutes of rendering scenes; the networks
-    # are built again after seeding, so the weights do not depend on this check.
-    instantiate(cfg.model)
+    # are built again after seeding, so the weights do not depend on this check. Its
+    # warnings are left to the real build (a missing photo folder gives 0 classes here,
+    # and the data's own one-line error below).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        instantiate(cfg.model)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # a bad folder fails here, before any training output
     L.seed_everything(cfg.seed, workers=True, verbose=False)
