@@ -106,11 +106,11 @@ def pirtune(args: list[str], log: Path) -> None:
 
 
 def objective_names(extra: list[str]) -> dict[str, str]:
-    """Each objective option's name (its run folders are named after it)."""
+    """Each objective option's run label, ``<scale>-<objective>``: its run folders' name."""
     from hydra import compose, initialize_config_dir
 
-    from pirtune.objectives import objective_name
     from pirtune.paths import CONFIG_DIR
+    from pirtune.stages.naming import run_label
     from pirtune.train import register_resolvers
 
     register_resolvers()
@@ -119,7 +119,7 @@ def objective_names(extra: list[str]) -> dict[str, str]:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name="train",
                           overrides=[f"objective={option}", *OBJECTIVE_SETTINGS, *extra])
-        names[option] = objective_name(cfg.objective)
+        names[option] = run_label(cfg, "loop")
     return names
 
 
@@ -129,7 +129,7 @@ def prepare(root: Path, extra: list[str], jobs: int, log: Path) -> None:
     base = root / "base"
     sweep = [f"objective={','.join(OBJECTIVES)}", *OBJECTIVE_SETTINGS,
              f"hydra.launcher.n_jobs={jobs}", "hydra/launcher=local", *COMMON, *extra]
-    where = "${run_name:loop,${objective},${data}}"
+    where = "${run_label:}"
     # Quoted: Hydra's override grammar takes an interpolation inside a path only in quotes.
     pirtune(["-m", "stage=collect", f"run_dir='{base}/{where}'",
              f"hydra.sweep.dir={root}/multirun/collect", *sweep], log)
@@ -161,7 +161,7 @@ def write_variants(root: Path, sweep: list[Variant]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for variant in sweep:
         lines = ["# @package _global_", "defaults:", f"  - override /tune: {variant.method}",
-                 f"run_dir: {root}/jobs/${{run_name:loop,${{objective}},${{data}}}}/{variant.id}",
+                 f"run_dir: {root}/jobs/${{run_label:}}/{variant.id}",
                  "tune:", *(f"  {key}: {value:g}" for key, value in variant.settings.items())]
         (folder / f"{variant.id}.yaml").write_text("\n".join(lines) + "\n")
     return folder.parent
