@@ -69,19 +69,40 @@ class Variant:
         return "-".join(["paper" if self.method == "pir" else "controlled", *parts])
 
 
-def variants(smoke: bool) -> list[Variant]:
-    """The sweep: the paper's tuning over w_pir × steps, the controlled one over λ × anchor
-    (and w_pir, the balance of the PIR term against the adversarial one)."""
+Sweep = dict[str, list[Variant]]  # objective option → its variants
+
+
+def _paper(w_pir: float, steps: int) -> Variant:
+    return Variant("pir", {"w_pir": w_pir, "steps": steps})
+
+
+def _controlled(steps: int, reward_lambda: float = 1, anchor: float = 200,
+                w_pir: float | None = None) -> Variant:
+    settings = {"reward_lambda": reward_lambda, "anchor": anchor, "steps": steps}
+    return Variant("pir_conservative", settings | ({"w_pir": w_pir} if w_pir else {}))
+
+
+def variants(smoke: bool) -> Sweep:
+    """The sweep, per objective, sized to about an hour and a half on 2 cores.
+
+    color_blue carries the frontier: the paper's tuning over steps (and w_pir 250,
+    the adversarial term's weight four times larger against the PIR term's), the
+    controlled one over steps and w_pir, and its guards taken apart (λ = 0: the
+    ensemble's mean with the anchor; anchor 0: the conservative reward alone).
+    color_green_red measures specificity, vgg_pool2 that the controls carry to
+    another kind of objective.
+    """
     if smoke:
-        return [Variant("pir", {"w_pir": 1000, "steps": 4}),
-                Variant("pir_conservative", {"reward_lambda": 1, "anchor": 200, "steps": 4})]
-    paper = [Variant("pir", {"w_pir": w, "steps": s})
-             for w in (250, 1000, 4000) for s in (200, 400, 800)]
-    controlled = [Variant("pir_conservative", {"reward_lambda": lam, "anchor": a, "steps": 400})
-                  for lam in (0, 1, 2) for a in (0, 50, 200, 800)]
-    controlled += [Variant("pir_conservative", {"w_pir": w, "reward_lambda": 1, "anchor": 200,
-                                                "steps": 400}) for w in (250, 4000)]
-    return paper + controlled
+        pair = [_paper(1000, 4), _controlled(4)]
+        return {option: pair for option in OBJECTIVES}
+    return {
+        "color_blue": [_paper(1000, 200), _paper(1000, 400), _paper(1000, 800),
+                       _paper(250, 800), _controlled(400), _controlled(800),
+                       _controlled(800, w_pir=3000), _controlled(800, reward_lambda=0),
+                       _controlled(800, anchor=0)],
+        "color_green_red": [_paper(1000, 400), _controlled(800), _controlled(800, w_pir=3000)],
+        "vgg_pool2": [_paper(1000, 400), _controlled(800)],
+    }
 
 
 # Seconds, not minutes: few images, one estimator epoch, a few tuning steps.
@@ -140,11 +161,11 @@ def prepare(root: Path, extra: list[str], jobs: int, log: Path) -> None:
     pirtune(["stage=quality", f"run_dir={base}/quality", *COMMON, *extra], log)
 
 
-def seed_jobs(root: Path, names: dict[str, str], sweep: list[Variant]) -> None:
+def seed_jobs(root: Path, names: dict[str, str], sweep: Sweep) -> None:
     """Give every job's run directory the shared PIR data, estimator and untuned quality."""
     base = root / "base"
-    for name in names.values():
-        for variant in sweep:
+    for option, name in names.items():
+        for variant in sweep[option]:
             job = root / "jobs" / name / variant.id
             job.mkdir(parents=True, exist_ok=True)
             if not (job / "pir_data").exists():
@@ -155,11 +176,11 @@ def seed_jobs(root: Path, names: dict[str, str], sweep: list[Variant]) -> None:
             shutil.copyfile(base / "quality" / "quality.json", job / "quality_base.json")
 
 
-def write_variants(root: Path, sweep: list[Variant]) -> Path:
+def write_variants(root: Path, sweep: Sweep) -> Path:
     """One config file per variant in ``<root>/variants/frontier/``; returns the search path."""
     folder = root / "variants" / "frontier"
     folder.mkdir(parents=True, exist_ok=True)
-    for variant in sweep:
+    for variant in {v.id: v for group in sweep.values() for v in group}.values():
         lines = ["# @package _global_", "defaults:", f"  - override /tune: {variant.method}",
                  f"run_dir: {root}/jobs/${{run_label:}}/{variant.id}",
                  "tune:", *(f"  {key}: {value:g}" for key, value in variant.settings.items())]
@@ -167,25 +188,33 @@ def write_variants(root: Path, sweep: list[Variant]) -> Path:
     return folder.parent
 
 
-def tune_all(root: Path, sweep: list[Variant], extra: list[str], jobs: int, log: Path) -> None:
-    """The variants × objectives, as one Hydra multirun with the joblib launcher."""
+def tune_all(root: Path, sweep: Sweep, extra: list[str], jobs: int, log: Path) -> None:
+    """Each objective's variants, as a Hydra multirun with the joblib launcher.
+
+    A job whose evaluation and quality are already written is left out, so a stopped
+    benchmark picks up where it stopped."""
     search = write_variants(root, sweep)
-    pirtune(["-m", "hydra/launcher=local", f"hydra.launcher.n_jobs={jobs}",
-             f"hydra.searchpath=[file://{search}]",
-             f"+frontier={','.join(v.id for v in sweep)}",
-             f"objective={','.join(OBJECTIVES)}", *OBJECTIVE_SETTINGS,
-             f"hydra.sweep.dir={root}/multirun/tune", *COMMON, *extra], log)
+    names = objective_names(extra)
+    for option, group in sweep.items():
+        todo = [v.id for v in group
+                if not (root / "jobs" / names[option] / v.id / "quality.json").exists()]
+        if not todo:
+            continue
+        pirtune(["-m", "hydra/launcher=local", f"hydra.launcher.n_jobs={jobs}",
+                 f"hydra.searchpath=[file://{search}]", f"+frontier={','.join(todo)}",
+                 f"objective={option}", *OBJECTIVE_SETTINGS,
+                 f"hydra.sweep.dir={root}/multirun/tune-{option}", *COMMON, *extra], log)
 
 
 def _last(rows: list[dict[str, str]], key: str) -> float:
     return float(rows[-1][key]) if rows and rows[-1].get(key) not in (None, "") else math.nan
 
 
-def results(root: Path, names: dict[str, str], sweep: list[Variant]) -> list[dict]:
+def results(root: Path, names: dict[str, str], sweep: Sweep) -> list[dict]:
     """A row per job: its settings, d, the specific gain, quality, the end's proxy/gold gap."""
     rows = []
     for option, name in names.items():
-        for variant in sweep:
+        for variant in sweep[option]:
             job = root / "jobs" / name / variant.id
             evaluation = json.loads((job / "evaluation.json").read_text())
             before = json.loads((job / "quality_base.json").read_text())["generated"]
@@ -329,7 +358,8 @@ def main(argv: list[str] | None = None) -> None:
     extra = list(SMOKE) if args.smoke else []
     sweep = variants(args.smoke)
     start = time.perf_counter()
-    print(f"tuning frontier: {len(sweep)} variants × {len(OBJECTIVES)} objectives in {root}")
+    print(f"tuning frontier: {sum(map(len, sweep.values()))} tuning runs over "
+          f"{len(sweep)} objectives in {root}")
     names = objective_names(extra)
     prepare(root, extra, args.jobs, log)
     seed_jobs(root, names, sweep)
