@@ -128,6 +128,69 @@ def figure(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def human_loop(rows: list[dict], run: Path, checkpoint: Path, path: Path) -> None:
+    """The README's picture of the human loop, from the largest budget's run ``run``: the
+    page, logged rounds, the same latents before and after tuning, and d against picks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.io import ImageReadMode, read_image
+    from torchvision.utils import make_grid
+
+    from pirtune.evaluation import draw
+    from pirtune.models.acgan import load_bundle
+
+    last = rows[-1]
+    def fid_recall(name: str) -> str:
+        if not (run / name).is_file():   # quality.in_loop=false
+            return "quality not measured"
+        found = json.loads((run / name).read_text())["generated"]
+        return f"FID {found['fid']:.1f}, recall {found['recall']:.2f}"
+
+    page = read_image(str(REPO / "docs" / "webapp.png"), ImageReadMode.RGB)[:, :580]
+    rounds = read_choice_rounds(run / "pir_data")
+    shown = []
+    for r in range(3):
+        for slot, image in enumerate(rounds.images[rounds.slots[r]]):
+            framed = torch.nn.functional.pad(image[:, 3:-3, 3:-3], (3, 3, 3, 3), value=255)
+            if slot != int(rounds.picked[r]):
+                framed[:, :3], framed[:, -3:], framed[:, :, :3], framed[:, :, -3:] = 255, 255, 255, 255
+            else:
+                framed[0, :3], framed[0, -3:], framed[0, :, :3], framed[0, :, -3:] = 230, 230, 230, 230
+                framed[1:, :3], framed[1:, -3:], framed[1:, :, :3], framed[1:, :, -3:] = 0, 0, 0, 0
+            shown.append(framed)
+    grids = [make_grid(draw(load_bundle(b)[0], 16, 0)[0], nrow=4, padding=1, pad_value=1.0)
+             for b in (checkpoint, run / "tuned.pt")]
+    fig = plt.figure(figsize=(15, 4.2), layout="constrained")
+    axes = fig.subplots(1, 5, width_ratios=[1.1, 1.0, 1.0, 1.0, 1.0])
+    panels = [
+        (page, "1. A person picks the closest of four\n(pirtune-serve; every pick is logged)"),
+        (make_grid(torch.stack(shown), nrow=4, padding=2, pad_value=255),
+         f"2. Logged rounds (pick in red) train\na choice model: held-out pick acc.\n"
+         f"{last['pick_accuracy_choice']:.2f} (chance 0.25)"),
+        (grids[0], f"3. The served generator before…\n{fid_recall('quality_base.json')}"),
+        (grids[1], f"…tuned on {last['picks']} picks, served back\nd = {last['cohens_d']:.2f}, "
+                   f"{fid_recall('quality.json')}"),
+    ]
+    for ax, (image, title) in zip(axes, panels):
+        image = image if image.dtype == torch.uint8 else (image * 255).round().to(torch.uint8)
+        ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    picks = [r["picks"] for r in rows]
+    axes[4].plot(picks, [r["cohens_d"] for r in rows], "o-", label="hidden objective's d")
+    axes[4].axhline(1.0, color="grey", ls="--", lw=1, label="target d = 1")
+    axes[4].set(xscale="log", xlabel="picks in all", ylabel="Cohen's d",
+                title="4. d against picks (simulated crowd)")
+    axes[4].title.set_fontsize(9)
+    axes[4].set_xticks(picks, [str(p) for p in picks])
+    axes[4].minorticks_off()
+    axes[4].legend(frameon=False, fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def markdown(rows: list[dict], args, crowd: dict, command: str) -> str:
     lines = [f"A crowd with hidden objective `{args.objective}` (Bradley–Terry picks at "
              f"temperature {args.temperature} PIR, {args.random_share:.0%} random picks, "
@@ -232,6 +295,9 @@ def main() -> None:
                         f"objective={args.objective} data.hidden_objective=true", *overrides])
     args.out.with_suffix(".md").write_text(markdown(rows, args, crowd, command))
     figure(rows, args.out.with_suffix(".png"))
+    largest = home / "runs" / f"crowd-{max(args.picks)}"
+    human_loop(rows, largest, args.checkpoint,
+               (args.out.parent if args.smoke else REPO / "docs") / "human_loop.png")
     print(args.out.with_suffix(".md").read_text())
     print(f"written: {args.out}.{{csv,md,png}}; the log and runs stay in {home}")
 

@@ -271,6 +271,45 @@ def plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def chosen(rows: list[dict]) -> tuple[dict, dict] | None:
+    """color_blue's paper run nearest ``make run``'s settings (w_pir 1000, 400 steps), and the controlled run to show beside it.
+
+    The controlled run is the one with the lowest FID among those within 10 % of the
+    paper run's d; if none comes that close, the one with the highest d.
+    """
+    blue = [r for r in rows if r["objective"] == "color_blue"]
+    paper = [r for r in blue if r["method"] == "pir" and r["w_pir"] == 1000]
+    controlled = [r for r in blue if r["method"] == "pir_conservative"]
+    if not paper or not controlled:
+        return None
+    paper = min(paper, key=lambda r: abs(r["steps"] - 400))
+    near = [r for r in controlled if r["d"] >= 0.9 * paper["d"]]
+    pick = min(near, key=lambda r: r["fid_after"]) if near else max(controlled,
+                                                                     key=lambda r: r["d"])
+    return paper, pick
+
+
+def before_after(root: Path, names: dict[str, str], rows: list[dict], path: Path) -> Path | None:
+    """The README's picture: the same latents before tuning, after the paper's tuning and
+    after the controlled one, each titled with its d, FID and recall."""
+    from pirtune.paths import SHIPPED_GENERATOR
+    from pirtune.report.figures import same_latents
+
+    pair = chosen(rows)
+    if pair is None:
+        return None
+    paper, controlled = pair
+    jobs = root / "jobs" / names["color_blue"]
+    panels = [(SHIPPED_GENERATOR, f"before tuning\nFID {paper['fid_before']:.1f}, "
+                                  f"recall {paper['recall_before']:.2f}")]
+    for row, title in ((paper, "paper (tune=pir)"),
+                       (controlled, "controlled (tune=pir_conservative)")):
+        panels.append((jobs / row["variant"] / "tuned.pt",
+                       f"{title}\n{row['variant']}\nd = {row['d']:.2f}, "
+                       f"FID {row['fid_after']:.1f}, recall {row['recall_after']:.2f}"))
+    return same_latents(panels, path)
+
+
 def _number(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -364,8 +403,11 @@ def main(argv: list[str] | None = None) -> None:
     prepare(root, extra, args.jobs, log)
     seed_jobs(root, names, sweep)
     tune_all(root, sweep, extra, args.jobs, log)
-    write(results(root, names, sweep), Path(out), "tuning_frontier", args.smoke,
-          time.perf_counter() - start)
+    rows = results(root, names, sweep)
+    write(rows, Path(out), "tuning_frontier", args.smoke, time.perf_counter() - start)
+    picture = before_after(root, names, rows, (root if args.smoke else REPO / "docs")
+                           / "tuning_before_after.png")
+    print(f"before/after picture: {picture}")
 
 
 if __name__ == "__main__":

@@ -201,14 +201,25 @@ class Samples:
     control_pir: torch.Tensor | None = None  # [N], the control objective's
 
 
-def draw_and_score(generator: nn.Module, objective, estimator: FrozenPIREstimator, n: int,
-                   seed: int, batch_size: int, control=None) -> Samples:
-    """``n`` fresh samples (balanced classes, latents from ``seed``), scored both ways
-    (and by the ``control`` objective, when given)."""
+def draw(generator: nn.Module, n: int, seed: int,
+         batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images in [0, 1] of ``generator`` and their classes [n]: balanced classes,
+    then latents, from ``seed``.
+
+    Two generators of the same shape draw the same (z, c) for the same seed, so
+    their images can be compared one by one.
+    """
     rng = torch.Generator().manual_seed(seed)
     labels = balanced_classes(n, generator.num_classes, rng)
     z = torch.randn(n, generator.latent_dim, generator=rng)
-    images = render(generator, z, labels, batch_size)
+    return render(generator, z, labels, batch_size), labels
+
+
+def draw_and_score(generator: nn.Module, objective, estimator: FrozenPIREstimator, n: int,
+                   seed: int, batch_size: int, control=None) -> Samples:
+    """``n`` fresh samples (``draw``), scored both ways (and by the ``control`` objective,
+    when given)."""
+    images, labels = draw(generator, n, seed, batch_size)
     return Samples(images, labels, score(objective, images, batch_size),
                    estimate_pir(estimator, images, batch_size),
                    None if control is None else score(control, images, batch_size))

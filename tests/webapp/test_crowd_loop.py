@@ -76,9 +76,17 @@ def test_the_loop_tunes_on_the_crowd_and_the_hidden_objective_judges(crowd_log, 
                                                                      make_cfg):
     db, _ = crowd_log
     cfg = make_cfg(*interactions_loop(db, tiny_generator, "objective=color_blue",
-                                      "data.hidden_objective=true"), tiny=False)
+                                      "data.hidden_objective=true", "tune=pir_anchored",
+                                      "tune.eval_every=1", "tune.eval_samples=8"), tiny=False)
+    assert cfg.tune.anchor == 200 and cfg.tune.anchor_space == "features"
     report = train.run(cfg)
     run = Path(cfg.run_dir)
+    # The tuning watch scores the crowd's hidden objective as its gold, at every check.
+    with (run / "tune_watch.csv").open() as f:
+        watch = list(csv.DictReader(f))
+    assert [float(row["iteration"]) for row in watch] == [0, 1, 2]
+    assert all(0 < float(row["gold_pir"]) < 1 for row in watch)
+    assert float(watch[0]["distance"]) == 0 and float(watch[-1]["distance"]) > 0
     assert report == run / "report.md"
     estimator = load_estimator(run / "estimator.pt")
     assert isinstance(estimator, FrozenChoiceModel)

@@ -208,7 +208,8 @@ class TuneConfig(Section):
     name: ClassVar[str] = "tune"
     positive: ClassVar[tuple[str, ...]] = ("steps", "checkpoint_every")
     not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "compile_mode", "whole_step",
-                                              "channels_last", "checkpoint_every")
+                                              "channels_last", "checkpoint_every",
+                                              "hidden_objective")
 
     steps: int = 400                # D+G update pairs
     lr: float = 5.0e-5              # both optimisers (pre-training's types and betas)
@@ -230,6 +231,7 @@ class TuneConfig(Section):
     early_stop: str = "off"         # off, record (log the step it would stop at) or stop
     early_stop_patience: int = 2    # checks without a better lower bound before stopping
     objective: Any = None           # the gold objective of the checks; None: no gold
+    hidden_objective: bool = False  # the PIR data are a simulated crowd's picks: objective is gold
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -7,7 +7,8 @@ logged as a ``generator`` artifact made from the round's generator and
 estimator. With ``eval_every`` > 0 the tuning is watched on fixed latents
 (``pirtune.models.watch``): proxy and gold PIR, quality, distance from the
 untuned samples and D's accuracies, in the round's ``tune_watch.csv``. The
-gold is the objective, unless the PIR data hold no true PIRs (the web app's).
+gold is the objective, unless the PIR data hold no true PIRs (the web app's
+picks; a simulated crowd's, ``data.hidden_objective=true``, have their hidden one).
 """
 
 from __future__ import annotations
@@ -98,8 +99,8 @@ def _has_gold(rnd: Round) -> bool:
 def _watch(cfg: TuneConfig, rnd: Round) -> TuningWatchCallback:
     """The tuning watch of ``eval_every``, against the round's untuned start generator."""
     objective = None
-    if cfg.objective is not None and _has_gold(rnd):
-        objective = build_objective(cfg.objective)
+    if cfg.objective is not None and (cfg.hidden_objective or _has_gold(rnd)):
+        objective = build_objective(cfg.objective)   # simulated users', or a crowd's hidden one
     else:
         log.info("tune: no gold PIR (the PIR data hold no true PIRs); watching the proxy only")
     reference, _, _ = load_bundle(rnd.start)
