@@ -35,7 +35,13 @@ import torch
 
 from pirtune.data.datamodules import PIRDataModule
 from pirtune.data.pir_dataset import PIRRecords, read_pir_dataset, write_records
-from pirtune.estimator.choice import ChoiceRounds, choice_report, read_choice_rounds
+from pirtune.estimator.choice import (
+    ChoiceRounds,
+    choice_report,
+    pick_accuracy,
+    read_choice_rounds,
+    round_scores,
+)
 from pirtune.estimator.module import PIREstimatorModule
 from pirtune.estimator.network import PIREstimator
 from pirtune.paths import SHIPPED_GENERATOR
@@ -93,6 +99,13 @@ def binned_accuracy(export: Path, val_fraction: float, seed: int, epochs: int,
     return dataclasses.asdict(report)
 
 
+def hidden_accuracy(export: Path, val_fraction: float, seed: int, objective) -> float:
+    """How often the hidden objective itself ranks the pick first on the held-out rounds:
+    what a model that knew the objective exactly would score, given the people's noise."""
+    _, held = read_choice_rounds(export).split(val_fraction, seed)
+    return pick_accuracy(round_scores(objective, held), held.picked)
+
+
 def loop(db: Path, home: Path, name: str, args, overrides: list[str]) -> tuple[Path, float]:
     """``pirtune-train data=interactions`` on ``db``; its run directory and wall time."""
     command = [sys.executable, "-m", "pirtune.train", "data=interactions", f"data.path={db}",
@@ -117,6 +130,8 @@ def figure(rows: list[dict], path: Path) -> None:
     left.legend(frameon=False)
     right.plot(picks, [r["pick_accuracy_choice"] for r in rows], "o-", label="choice model")
     right.plot(picks, [r["pick_accuracy_bins"] for r in rows], "s-", label="binned (C.3)")
+    right.plot(picks, [r["pick_accuracy_hidden"] for r in rows], "k:", marker="^",
+               label="the hidden objective itself")
     right.axhline(0.25, color="grey", ls=":", lw=1, label="chance")
     right.set(xscale="log", xlabel="picks", ylabel="held-out pick accuracy")
     right.legend(frameon=False)
@@ -200,13 +215,15 @@ def markdown(rows: list[dict], args, crowd: dict, command: str) -> str:
              f"first people's sessions. {crowd['cores']} CPU cores, load average "
              f"{crowd['load'][0]:.1f} before and {crowd['load'][1]:.1f} after. Made by "
              "`python scripts/bench/crowd.py`.", "",
-             "| picks | people | ΔPIR | Cohen's d | Welch p | pick acc. choice | pick acc. "
-             "binned | held-out rounds | model's own Δ [95 % CI] | wall (min) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "| picks | people | ΔPIR | Cohen's d | Welch p | FID | recall | pick acc. choice | "
+             "pick acc. binned | pick acc. hidden objective | held-out rounds | "
+             "model's own Δ [95 % CI] | wall (min) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         lines.append(f"| {r['picks']} | {r['people']} | {r['delta']:+.3f} | "
-                     f"{r['cohens_d']:.2f} | {r['welch_p']:.1e} | "
-                     f"{r['pick_accuracy_choice']:.3f} | {r['pick_accuracy_bins']:.3f} | "
+                     f"{r['cohens_d']:.2f} | {r['welch_p']:.1e} | {r['fid']:.1f} | "
+                     f"{r['recall']:.3f} | {r['pick_accuracy_choice']:.3f} | "
+                     f"{r['pick_accuracy_bins']:.3f} | {r['pick_accuracy_hidden']:.3f} | "
                      f"{r['held_out_rounds']} | {r['model_delta']:+.3f} "
                      f"[{r['model_low']:+.3f}, {r['model_high']:+.3f}] | "
                      f"{r['wall_s'] / 60:.1f} |")
@@ -251,7 +268,8 @@ def main() -> None:
                                        "--sessions-total", "100000"])
     try:
         start = time.perf_counter()
-        result = run_crowd(base, compose_objective(args.objective),
+        objective = compose_objective(args.objective)
+        result = run_crowd(base, objective,
                            max(args.picks) // args.rounds, args.rounds,
                            Noise(args.temperature, args.random_share), args.undo_share,
                            args.seed)
@@ -273,12 +291,18 @@ def main() -> None:
                              if o.startswith("estimator.val_fraction=")), 0.2)
         binned = binned_accuracy(run / "pir_data", val_fraction, args.seed, args.epochs,
                                  32, home / f"work-{picks}")
+        ceiling = hidden_accuracy(run / "pir_data", val_fraction, args.seed, objective)
         change, view = evaluation["change"], result["model_view"]
+        found = run / "quality.json"   # absent under quality.in_loop=false
+        quality = json.loads(found.read_text())["generated"] if found.is_file() else {}
         rows.append({"picks": picks, "people": people, "delta": change["delta"],
+                     "fid": quality.get("fid", float("nan")),
+                     "recall": quality.get("recall", float("nan")),
                      "cohens_d": change["cohens_d"], "welch_t": change["welch"]["t"],
                      "welch_p": change["welch"]["p"], "significant": change["significant"],
                      "pick_accuracy_choice": estimator["pick_accuracy"],
                      "pick_accuracy_bins": binned["pick_accuracy"],
+                     "pick_accuracy_hidden": ceiling,
                      "held_out_rounds": estimator["rounds"], "model_delta": view["delta"],
                      "model_low": view["low"], "model_high": view["high"], "wall_s": seconds})
         print(f"crowd bench: {picks} picks: d {change['cohens_d']:.2f}, p "
