@@ -153,8 +153,7 @@ def human_loop(rows: list[dict], run: Path, checkpoint: Path, path: Path) -> Non
     from torchvision.io import ImageReadMode, read_image
     from torchvision.utils import make_grid
 
-    from pirtune.evaluation import draw
-    from pirtune.models.acgan import load_bundle
+    from pirtune.report.figures import latent_grid
 
     last = rows[-1]
     def fid_recall(name: str) -> str:
@@ -165,8 +164,9 @@ def human_loop(rows: list[dict], run: Path, checkpoint: Path, path: Path) -> Non
 
     page = read_image(str(REPO / "docs" / "webapp.png"), ImageReadMode.RGB)[:, :580]
     rounds = read_choice_rounds(run / "pir_data")
+    firsts = [rounds.sessions.index(sid) for sid in dict.fromkeys(rounds.sessions)][:3]
     shown = []
-    for r in range(3):
+    for r in firsts:   # the first round of each of three people
         for slot, image in enumerate(rounds.images[rounds.slots[r]]):
             framed = torch.nn.functional.pad(image[:, 3:-3, 3:-3], (3, 3, 3, 3), value=255)
             if slot != int(rounds.picked[r]):
@@ -175,8 +175,7 @@ def human_loop(rows: list[dict], run: Path, checkpoint: Path, path: Path) -> Non
                 framed[0, :3], framed[0, -3:], framed[0, :, :3], framed[0, :, -3:] = 230, 230, 230, 230
                 framed[1:, :3], framed[1:, -3:], framed[1:, :, :3], framed[1:, :, -3:] = 0, 0, 0, 0
             shown.append(framed)
-    grids = [make_grid(draw(load_bundle(b)[0], 16, 0)[0], nrow=4, padding=1, pad_value=1.0)
-             for b in (checkpoint, run / "tuned.pt")]
+    grids = [latent_grid(bundle) for bundle in (checkpoint, run / "tuned.pt")]
     fig = plt.figure(figsize=(15, 4.2), layout="constrained")
     axes = fig.subplots(1, 5, width_ratios=[1.1, 1.0, 1.0, 1.0, 1.0])
     panels = [

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -164,26 +165,29 @@ def plot_watch(rows: Sequence[dict[str, float]], title: str, path: Path) -> Path
     return _save(fig, path)
 
 
-def same_latents(panels: Sequence[tuple[str | Path, str]], path: Path, n: int = 16,
-                 seed: int = 0) -> Path:
-    """Generators side by side on the same ``n`` latents and classes, one titled panel each.
+def latent_grid(bundle: str | Path, n: int = 16, seed: int = 0) -> torch.Tensor:
+    """A square grid [3, H, W] in [0, 1] of ``bundle``'s generator on ``draw(…, n, seed)``.
 
-    ``panels`` are (generator bundle, title) pairs; every bundle draws ``draw(…, n,
-    seed)``, so image i of every panel comes from the same (z, c): what tuning did to
-    each scene, not two different samples.
+    Every bundle of the same shape draws the same (z, c) for the same seed, so grids
+    of a generator before and after tuning show what tuning did to each scene.
     """
     from torchvision.utils import make_grid
 
     from pirtune.evaluation import draw
     from pirtune.models.acgan import load_bundle
 
-    side = max(1, round(n ** 0.5))
+    images, _ = draw(load_bundle(bundle)[0], n, seed)
+    return make_grid(images, nrow=max(1, round(n ** 0.5)), padding=1, pad_value=1.0)
+
+
+def same_latents(panels: Sequence[tuple[str | Path, str]], path: Path, n: int = 16,
+                 seed: int = 0) -> Path:
+    """Generators side by side on the same ``n`` latents and classes (``latent_grid``),
+    one titled panel each; ``panels`` are (generator bundle, title) pairs."""
     fig = Figure(figsize=(2.9 * len(panels), 3.5), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (bundle, title) in zip(axes, panels, strict=True):
-        generator = load_bundle(bundle)[0]
-        grid = make_grid(draw(generator, n, seed)[0], nrow=side, padding=1, pad_value=1.0)
-        ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.imshow(latent_grid(bundle, n, seed).permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
     return _save(fig, path)
