@@ -251,3 +251,34 @@ def test_sweep_callback_from_its_config_writes_one_report(sweep, tmp_path, caplo
     with caplog.at_level(logging.WARNING, logger="pirtune.report"):
         callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(empty)}}}))
     assert "no evaluation.json" in caplog.text and list(empty.iterdir()) == []
+
+
+def test_same_latents_show_each_scene_before_and_after(tiny_generator, tmp_path):
+    """Every panel draws the same (z, c): a bundle against itself gives identical grids,
+    a moved generator changes them, and the figure is written."""
+    from torchvision.io import read_image
+
+    from pirtune.evaluation import draw
+    from pirtune.models.acgan import load_bundle
+    from pirtune.report.figures import latent_grid, same_latents
+
+    generator = load_bundle(tiny_generator)[0]
+    images, labels = draw(generator, 6, seed=3)
+    again, labels_again = draw(generator, 6, seed=3)
+    assert torch.equal(images, again) and torch.equal(labels, labels_again)
+    assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]          # balanced classes
+    assert not torch.equal(images, draw(generator, 6, seed=4)[0])
+    grid = latent_grid(tiny_generator, n=4, seed=0)
+    assert torch.equal(grid, latent_grid(tiny_generator, n=4, seed=0))
+    # A generator with other weights draws other images from the same latents.
+    generator, discriminator, meta = load_bundle(tiny_generator)
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(0.5)
+    moved = tmp_path / "moved.pt"
+    torch.save({**torch.load(tiny_generator, weights_only=False),
+                "generator": generator.state_dict()}, moved)
+    assert not torch.equal(grid, latent_grid(moved, n=4, seed=0))
+    path = same_latents([(tiny_generator, "before"), (moved, "after")], tmp_path / "ba.png")
+    picture = read_image(str(path))
+    assert picture.shape[0] in (3, 4) and picture.shape[2] > picture.shape[1]   # side by side
