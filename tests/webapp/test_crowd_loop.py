@@ -136,6 +136,44 @@ def test_without_a_hidden_objective_only_the_model_speaks(crowd_log, tiny_genera
     assert "nobody knows" in report.read_text()
 
 
+def test_the_tuned_generator_is_served_back_and_its_picks_join_the_next_round(
+        crowd_log, tiny_generator, make_cfg, tmp_path):
+    """The closed loop: picks → tuned generator → served by pirtune-serve → more picks,
+    logged under the tuned generator's checksum → a second loop learns from both."""
+    from pirtune.webapp.serve import launch
+
+    db, sessions = crowd_log
+    log_copy = tmp_path / "interactions.db"
+    with sqlite3.connect(db) as source, sqlite3.connect(log_copy) as target:
+        source.backup(target)
+    first = make_cfg(*interactions_loop(log_copy, tiny_generator, "quality.in_loop=false",
+                                        f"run_dir={tmp_path / 'first'}"), tiny=False)
+    train.run(first)
+    tuned = Path(first.run_dir) / "tuned.pt"
+    assert bundle_sha256(tuned) != bundle_sha256(tiny_generator)
+    server, base = launch(log_copy, options=["--checkpoint", str(tuned),
+                                             "--sessions-per-client", "1000"])
+    try:
+        more = run_crowd(base, compose_objective("color_blue"), 1, ROUNDS,
+                         Noise(temperature=0.05), undo_share=0.0, seed=4)
+    finally:
+        server.kill()
+        server.wait()
+    generators = InteractionLog(log_copy).generators()
+    assert {generators[s] for s in more.sessions} == {bundle_sha256(tuned)}
+    assert {generators[s] for s in sessions} == {bundle_sha256(tiny_generator)}
+    second = make_cfg(*interactions_loop(log_copy, tiny_generator, "quality.in_loop=false",
+                                         f"run_dir={tmp_path / 'second'}",
+                                         f"data.generators=[{tuned}]"),
+                      tiny=False)
+    train.run(second)
+    with open(Path(second.run_dir) / "pir_data" / "rounds.csv") as f:
+        served = {row["generator"] for row in csv.DictReader(f)}
+    assert served == {bundle_sha256(tiny_generator), bundle_sha256(tuned)}
+    report = json.loads((Path(second.run_dir) / "estimator_report.json").read_text())
+    assert report["training_rounds"] + report["rounds"] == (PEOPLE + 1) * ROUNDS
+
+
 def test_a_session_of_a_missing_generator_is_refused(crowd_log, tiny_generator, make_cfg,
                                                      tmp_path):
     db, sessions = crowd_log
