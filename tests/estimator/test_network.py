@@ -66,11 +66,13 @@ def test_expected_pir_rejects_non_positive_temperature():
 
 # What each backbone's weights expect: ImageNet statistics, or [-1, 1] for small_cnn.
 INPUT_STATS = {"small_cnn": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+               "small_cnn_coord": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
                "resnet18": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
                "inception_v3": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
 
 
 @pytest.mark.parametrize("backbone, size, seen", [("small_cnn", 32, 32), ("small_cnn", 64, 32),
+                                                  ("small_cnn_coord", 64, 32),
                                                   ("resnet18", 32, 32),
                                                   ("inception_v3", 32, 299)])
 def test_backbone_sees_the_normalised_image_at_its_own_size(backbone, size, seen):
@@ -92,8 +94,8 @@ def test_backbone_sees_the_normalised_image_at_its_own_size(backbone, size, seen
 
 
 def test_unknown_backbone_lists_the_choices():
-    with pytest.raises(UsageError, match="'vgg' is unknown; choose one of: small_cnn, resnet18, "
-                                         "inception_v3"):
+    with pytest.raises(UsageError, match="'vgg' is unknown; choose one of: small_cnn, "
+                                         "small_cnn_coord, resnet18, inception_v3"):
         PIREstimator("vgg")
 
 
@@ -128,6 +130,43 @@ def test_pretrained_inception_drops_the_auxiliary_head(tmp_path, monkeypatch):
     assert net.backbone.transform_input  # the Google weights expect inputs in [-1, 1]
 
 
-def test_small_cnn_has_no_pretrained_weights():
-    with pytest.raises(UsageError, match=r"estimator\.network\.pretrained=false"):
-        PIREstimator("small_cnn", pretrained=True)
+@pytest.mark.parametrize("backbone", ["small_cnn", "small_cnn_coord"])
+def test_small_cnn_has_no_pretrained_weights(backbone):
+    with pytest.raises(UsageError, match=rf"{backbone} has .*estimator\.network\.pretrained=false"):
+        PIREstimator(backbone, pretrained=True)
+
+
+def test_the_coordinate_backbone_tells_a_colour_on_the_left_from_the_same_on_the_right():
+    """Images whose only difference is the side of a red patch: the same colour statistics.
+    small_cnn_coord, which sees the pixel's position, must learn which side scores high."""
+    torch.manual_seed(0)
+    n, size = 256, 16
+    images = torch.full((n, 3, size, size), 0.5)
+    right = torch.rand(n) < 0.5
+    for i in range(n):
+        row, col = torch.randint(0, size - 6, (2,)).tolist()
+        col = col % (size // 2 - 6) + (size // 2 if right[i] else 0)
+        images[i, :, row:row + 6, col:col + 6] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
+    target = torch.where(right, 80, 20)    # bin 80 on the right, 20 on the left
+    net = PIREstimator("small_cnn_coord", bins=100, resolution=size)
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(6):
+        for batch in torch.randperm(n).split(32):
+            loss = torch.nn.functional.cross_entropy(net(images[batch]), target[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        estimate = expected_pir(net.eval()(images), 0.01)
+    accuracy = ((estimate > 0.5) == right).float().mean().item()
+    assert accuracy > 0.9, accuracy
+    # What the first convolution sees: the normalised image, then x (along the width) and
+    # y (along the height), each from -1 to 1.
+    seen = []
+    net.backbone[0].register_forward_pre_hook(lambda _module, args: seen.append(args[0]))
+    with torch.no_grad():
+        net(images[:2])
+    ramp = torch.linspace(-1, 1, size)
+    torch.testing.assert_close(seen[0][:, :3], (images[:2] - 0.5) / 0.5)
+    torch.testing.assert_close(seen[0][:, 3], ramp.expand(2, size, size))
+    torch.testing.assert_close(seen[0][:, 4], ramp[:, None].expand(2, size, size))

@@ -6,9 +6,11 @@ distributions. The estimate is the expected bin centre under that softmax,
 at temperature 1 while training and 0.01 when the frozen estimator is used
 (``expected_pir``).
 
-Backbones: ``small_cnn`` (a few conv blocks, the CPU default), ``resnet18``
-and ``inception_v3`` (torchvision). Pretrained ImageNet weights are read only
-from the local torch hub cache; nothing is downloaded.
+Backbones: ``small_cnn`` (a few conv blocks, the CPU default),
+``small_cnn_coord`` (the same with the pixel's position as two more input
+channels), ``resnet18`` and ``inception_v3`` (torchvision). Pretrained
+ImageNet weights are read only from the local torch hub cache; nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torchvision import models
 from pirtune.errors import UsageError
 from pirtune.pretrained import IMAGENET_MEAN, IMAGENET_STD, hub_cache_path
 
-BACKBONES = ("small_cnn", "resnet18", "inception_v3")
+BACKBONES = ("small_cnn", "small_cnn_coord", "resnet18", "inception_v3")
 PAPER_BINS = 100  # C.3
 INCEPTION_SIZE = 299
 # PIR units. A ratio k/n stored as float32 can sit ~1e-8 below the edge k/n is on;
@@ -78,9 +80,10 @@ def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 class SmallCNN(nn.Sequential):
     """Four conv-BN-ReLU blocks, global average pool, dropout, linear: fast on 32×32 CPU."""
 
-    def __init__(self, bins: int, width: int = 32, dropout: float = 0.2) -> None:
+    def __init__(self, bins: int, width: int = 32, dropout: float = 0.2,
+                 channels: int = 3) -> None:
         super().__init__(
-            _conv_block(3, width, 1),              # [B, 3, R, R] -> [B, 32, R, R]
+            _conv_block(channels, width, 1),       # [B, 3, R, R] -> [B, 32, R, R]
             _conv_block(width, 2 * width, 2),      # -> [B, 64, R/2, R/2]
             _conv_block(2 * width, 4 * width, 2),  # -> [B, 128, R/4, R/4]
             _conv_block(4 * width, 4 * width, 2),  # -> [B, 128, R/8, R/8]
@@ -89,6 +92,29 @@ class SmallCNN(nn.Sequential):
             nn.Dropout(dropout),
             nn.Linear(4 * width, bins),            # -> [B, bins]
         )
+
+
+class CoordSmallCNN(SmallCNN):
+    """SmallCNN that also sees where each pixel is: x and y in [-1, 1] as two input channels
+    (CoordConv, Liu et al. 2018).
+
+    A global average pool makes SmallCNN nearly blind to position, so it learns an
+    objective such as "left half green, right half red" as the colour statistics it
+    shares with its mirror image (their values correlate at 0.985 on the shipped
+    generator's samples). With the coordinates the first layer can weigh a colour by
+    its side; on the tuning frontier's color_green_red data a probe's estimate beyond
+    the mirrored objective followed the split with Spearman 0.69 against 0.10.
+    """
+
+    def __init__(self, bins: int) -> None:
+        super().__init__(bins, channels=5)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        xs = torch.linspace(-1, 1, w, device=images.device, dtype=images.dtype)
+        ys = torch.linspace(-1, 1, h, device=images.device, dtype=images.dtype)
+        grid = torch.stack([xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)])
+        return super().forward(torch.cat([images, grid.expand(b, 2, h, w)], dim=1))
 
 
 def _hub_weights(url: str, backbone: str) -> dict[str, torch.Tensor]:
@@ -135,7 +161,8 @@ class PIREstimator(nn.Module):
     head, here dropped) is the closest it offers.
 
     Args:
-        backbone: one of ``small_cnn``, ``resnet18``, ``inception_v3``.
+        backbone: one of ``small_cnn``, ``small_cnn_coord``, ``resnet18``,
+            ``inception_v3``.
         bins: PIR bins of the softmax head (paper: 100).
         resolution: side the images are resized to (bilinear) before
             ``small_cnn`` or ``resnet18`` when they arrive at another size, so an
@@ -157,9 +184,9 @@ class PIREstimator(nn.Module):
             raise UsageError(f"bins={bins} must be at least 2 (the paper uses {PAPER_BINS})")
         if resolution < 8:
             raise UsageError(f"resolution={resolution} must be at least 8 pixels")
-        if pretrained and backbone == "small_cnn":
+        if pretrained and backbone.startswith("small_cnn"):
             raise UsageError(
-                "small_cnn has no pretrained weights; set estimator.network.pretrained=false or "
+                f"{backbone} has no pretrained weights; set estimator.network.pretrained=false or "
                 "choose backbone resnet18 or inception_v3"
             )
         self.backbone_name = backbone
@@ -168,13 +195,15 @@ class PIREstimator(nn.Module):
         self.pretrained = pretrained
         if backbone == "small_cnn":
             self.backbone = SmallCNN(bins)
+        elif backbone == "small_cnn_coord":
+            self.backbone = CoordSmallCNN(bins)
         elif backbone == "resnet18":
             self.backbone = _resnet18(bins, pretrained)
         else:
             self.backbone = _inception_v3(bins, pretrained)
         # The ImageNet backbones get the statistics their weights assume; small_cnn
         # gets [-1, 1], the range the generator works in.
-        imagenet = backbone != "small_cnn"
+        imagenet = not backbone.startswith("small_cnn")
         mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet else ((0.5,) * 3, (0.5,) * 3)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
