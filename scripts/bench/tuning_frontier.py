@@ -98,7 +98,8 @@ def variants(smoke: bool) -> Sweep:
     return {
         "color_blue": [_paper(1000, 200), _paper(1000, 400), _paper(250, 400),
                        _controlled(400), _controlled(400, anchor=0), _controlled(800),
-                       _controlled(800, w_pir=3000), _controlled(800, reward_lambda=0)],
+                       _controlled(800, w_pir=3000), _controlled(800, anchor=600, w_pir=3000),
+                       _controlled(800, reward_lambda=0)],
         "color_green_red": [_paper(1000, 400), _controlled(800)],
         "vgg_pool2": [_paper(1000, 400), _controlled(800)],
     }
