@@ -214,7 +214,7 @@ def markdown(rows: list[dict], args, crowd: dict, command: str) -> str:
              f"({crowd['picks']} picks in {crowd['wall_s']:.0f} s); then `{command}` on the "
              f"first people's sessions. {crowd['cores']} CPU cores, load average "
              f"{crowd['load'][0]:.1f} before and {crowd['load'][1]:.1f} after. Made by "
-             "`python scripts/bench/crowd.py`.", "",
+             f"`{' '.join(['python scripts/bench/crowd.py', *sys.argv[1:]])}`.", "",
              "| picks | people | ΔPIR | Cohen's d | Welch p | FID | recall | pick acc. choice | "
              "pick acc. binned | pick acc. hidden objective | held-out rounds | "
              "model's own Δ [95 % CI] | wall (min) |",
@@ -254,7 +254,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=20, help="the binned estimator's")
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_GENERATOR)
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "crowd")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "crowd",
+                        help="the table, plot and CSV's path without suffix; the human-loop "
+                             "picture goes to docs/human_loop.png for the default, else "
+                             "beside them as <out>_human_loop.png")
     parser.add_argument("--smoke", action="store_true",
                         help="two tiny budgets, a minimal loop, outputs in a temp folder")
     args, overrides = parser.parse_known_args()
@@ -326,10 +329,12 @@ def main() -> None:
     args.out.with_suffix(".md").write_text(markdown(rows, args, crowd, command))
     figure(rows, args.out.with_suffix(".png"))
     largest = home / "runs" / f"crowd-{max(args.picks)}"
-    human_loop(rows, largest, args.checkpoint,
-               (args.out.parent if args.smoke else REPO / "docs") / "human_loop.png")
+    default = args.out == parser.get_default("out")   # the README's picture
+    picture = (REPO / "docs" / "human_loop.png" if default
+               else args.out.with_name(f"{args.out.name}_human_loop.png"))
+    human_loop(rows, largest, args.checkpoint, picture)
     print(args.out.with_suffix(".md").read_text())
-    print(f"written: {args.out}.{{csv,md,png}}; the log and runs stay in {home}")
+    print(f"written: {args.out}.{{csv,md,png}} and {picture}; the log and runs stay in {home}")
 
 
 if __name__ == "__main__":

@@ -188,22 +188,26 @@ def write_variants(root: Path, sweep: Sweep) -> Path:
     return folder.parent
 
 
-def tune_all(root: Path, sweep: Sweep, extra: list[str], jobs: int, log: Path) -> None:
-    """Each objective's variants, as a Hydra multirun with the joblib launcher.
+def tune_all(root: Path, names: dict[str, str], sweep: Sweep, extra: list[str], jobs: int,
+             log: Path) -> int:
+    """Each objective's variants, as a Hydra multirun with the joblib launcher; returns how
+    many jobs it left out.
 
     A job whose evaluation and quality are already written is left out, so a stopped
     benchmark picks up where it stopped."""
     search = write_variants(root, sweep)
-    names = objective_names(extra)
+    kept = 0
     for option, group in sweep.items():
         todo = [v.id for v in group
                 if not (root / "jobs" / names[option] / v.id / "quality.json").exists()]
+        kept += len(group) - len(todo)
         if not todo:
             continue
         pirtune(["-m", "hydra/launcher=local", f"hydra.launcher.n_jobs={jobs}",
                  f"hydra.searchpath=[file://{search}]", f"+frontier={','.join(todo)}",
                  f"objective={option}", *OBJECTIVE_SETTINGS,
                  f"hydra.sweep.dir={root}/multirun/tune-{option}", *COMMON, *extra], log)
+    return kept
 
 
 def _last(rows: list[dict[str, str]], key: str) -> float:
@@ -376,7 +380,8 @@ COLUMNS = ("objective", "variant", "d", "delta_pir", "specific_gain", "fid_after
            "adv_to_pir_end", "early_stop_best", "gold_best")
 
 
-def write(rows: list[dict], out: Path, stem: str, smoke: bool, seconds: float) -> None:
+def write(rows: list[dict], out: Path, stem: str, smoke: bool, seconds: float,
+          kept: int = 0) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with (out / f"{stem}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
@@ -387,7 +392,9 @@ def write(rows: list[dict], out: Path, stem: str, smoke: bool, seconds: float) -
              *("| " + " | ".join(_number(r[c]) for c in COLUMNS) + " |" for r in rows)]
     text = [f"# Tuning frontier{' (smoke run: sizes too small to mean anything)' if smoke else ''}",
             "", f"`python scripts/bench/tuning_frontier.py{' --smoke' if smoke else ''}`, "
-            f"{seconds / 60:.0f} minutes on {os.cpu_count()} cores.", "",
+            f"{seconds / 60:.0f} minutes on {os.cpu_count()} cores"
+            + (f" for the runs not yet done ({kept} of {len(rows)} were kept from an earlier "
+               "sitting)." if kept else "."), "",
             f"![d against FID and recall]({stem}.png)", "", "## Targets", "", *targets(rows),
             "", "## Every run", "", *table, ""]
     (out / f"{stem}.md").write_text("\n".join(text))
@@ -415,9 +422,9 @@ def main(argv: list[str] | None = None) -> None:
     names = objective_names(extra)
     prepare(root, extra, args.jobs, log)
     seed_jobs(root, names, sweep)
-    tune_all(root, sweep, extra, args.jobs, log)
+    kept = tune_all(root, names, sweep, extra, args.jobs, log)
     rows = results(root, names, sweep)
-    write(rows, Path(out), "tuning_frontier", args.smoke, time.perf_counter() - start)
+    write(rows, Path(out), "tuning_frontier", args.smoke, time.perf_counter() - start, kept)
     picture = before_after(root, names, rows, (root if args.smoke else REPO / "docs")
                            / "tuning_before_after.png")
     print(f"before/after picture: {picture}")
