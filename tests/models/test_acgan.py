@@ -30,14 +30,17 @@ class _OnlyD(ACGANModule):
 
 
 class _OnlyG(ACGANModule):
-    def _discriminator_update(self, real, real_labels, fake, log):
+    def _discriminator_update(self, real, real_labels, fake, fake_labels, log):
         return {}
 
 
-@pytest.mark.parametrize("loss", ["paper", "hinge"])
+@pytest.mark.parametrize("loss, head", [("paper", "ac"), ("hinge", "ac"),
+                                        ("hinge", "projection"), ("paper", "tac")])
 @pytest.mark.parametrize("variant, moves", [(_OnlyD, "discriminator"), (_OnlyG, "generator")])
-def test_each_update_moves_its_network_and_nothing_else(make_cfg, variant, moves, loss):
-    cfg = make_cfg(f"model.loss={loss}")
+def test_each_update_moves_its_network_and_nothing_else(make_cfg, variant, moves, loss, head):
+    # Every head's own parameters (the projection's embedding, TAC's twin) must
+    # learn in D's update and stay put in G's.
+    cfg = make_cfg(f"model.loss={loss}", f"model.discriminator.head={head}")
     module = instantiate(cfg.model, _target_=f"{variant.__module__}.{variant.__qualname__}")
     datamodule = instantiate(cfg.data)
     g0, d0 = _params(module.generator), _params(module.discriminator)

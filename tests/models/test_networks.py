@@ -68,3 +68,30 @@ def test_bad_options_name_the_value():
         Generator(resolution=48)
     with pytest.raises(ValueError, match="'layer'"):
         Generator(norm="layer")
+
+
+def test_projection_head_adds_the_class_embedding_dot_features():
+    torch.manual_seed(0)
+    d = Discriminator(resolution=16, width=0.125, dropout=0.0, head="projection").eval()
+    images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 1, 0])
+    out = d.heads(images, labels)
+    h = d.features(images).flatten(1)
+    # Miyato & Koyama (2018): a(x, y) = ψ(h) + ⟨V y, h⟩, with V's rows the class embeddings.
+    expected = h @ d.source.weight[0] + d.source.bias[0] + (d.embed.weight[labels] * h).sum(1)
+    torch.testing.assert_close(out.source, expected)
+    # the class changes the source value, and nothing else
+    flipped = d.heads(images, 1 - labels)
+    assert not torch.allclose(flipped.source, out.source)
+    torch.testing.assert_close(flipped.class_logits, out.class_logits)
+    with pytest.raises(ValueError, match="needs the images' classes"):
+        d(images)
+
+
+def test_tac_head_has_a_twin_classifier_and_ac_has_none():
+    images = torch.randn(3, 3, 16, 16)
+    tac = Discriminator(resolution=16, width=0.125, head="tac")
+    assert tac.heads(images).twin_logits.shape == (3, 2)
+    ac = Discriminator(resolution=16, width=0.125)
+    assert ac.heads(images).twin_logits is None and not ac.needs_labels
+    with pytest.raises(ValueError, match="head='twin' is unknown"):
+        Discriminator(head="twin")

@@ -36,6 +36,7 @@ from torchvision.utils import save_image
 from pirtune.errors import UsageError
 from pirtune.files import atomic_write
 from pirtune.models.augment import diff_augment, parse_policy
+from pirtune.models.networks import DiscriminatorOutput
 from pirtune.models.losses import SourceLoss, discriminator_loss, generator_loss
 from pirtune.models.protocol import ImageGenerator
 from pirtune.models.step_graph import WholeStepGraph, ema_update
@@ -219,13 +220,16 @@ class ACGANModule(L.LightningModule):
         out = network(*inputs)
         if not self._cuda_graphs:
             return out
+        if isinstance(out, DiscriminatorOutput):
+            return DiscriminatorOutput(*(t if t is None else t.clone() for t in
+                                         (out.source, out.class_logits, out.twin_logits)))
         return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
 
-    def _discriminate(self, images: torch.Tensor):
-        """D's (source, class logits) for ``images``, augmented when ``augment`` asks."""
+    def _discriminate(self, images: torch.Tensor, labels: torch.Tensor) -> DiscriminatorOutput:
+        """D's outputs for ``images`` of classes ``labels``, augmented when ``augment`` asks."""
         if self.augmentations:
             images = diff_augment(images, self.augmentations)
-        return self._run(self.discriminator, images)
+        return self._run(self.discriminator.heads, images, labels)
 
     def _logging_now(self) -> bool:
         # Lightning writes step metrics every `log_every_n_steps` batches (one
@@ -246,7 +250,8 @@ class ACGANModule(L.LightningModule):
         self.step_latents = (z, fake_labels)
         fake = self._run(self.generator, z, fake_labels)
         log = self._logging_now()
-        d_metrics = self._discriminator_update(real, real_labels, fake.detach(), log)
+        d_metrics = self._discriminator_update(real, real_labels, fake.detach(), fake_labels,
+                                               log)
         g_metrics = self._generator_update(fake, fake_labels, log)
         if log:
             # Both updates are done, so `iteration` already counts this one.
@@ -255,26 +260,30 @@ class ACGANModule(L.LightningModule):
                           on_step=True, on_epoch=False)
 
     def _discriminator_update(
-        self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, log: bool
+        self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor,
+        fake_labels: torch.Tensor, log: bool
     ) -> dict[str, torch.Tensor]:
         d_opt, _ = self.optimizers()
-        total, metrics = self._discriminator_objective(real, real_labels, fake, log)
+        total, metrics = self._discriminator_objective(real, real_labels, fake, fake_labels, log)
         d_opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
         d_opt.step()
         return metrics
 
     def _discriminator_objective(
-        self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, log: bool
+        self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor,
+        fake_labels: torch.Tensor, log: bool
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """D's loss (C.1, plus R1 when asked) and, when ``log``, its logged parts."""
         if self.r1_gamma:
             real = real.detach().requires_grad_(True)
-        real_source, real_class_logits = self._discriminate(real)
-        fake_source, _ = self._discriminate(fake)
+        real_out = self._discriminate(real, real_labels)
+        fake_out = self._discriminate(fake, fake_labels)
+        real_source, real_class_logits = real_out.source, real_out.class_logits
+        fake_source = fake_out.source
         loss = discriminator_loss(
             real_source, fake_source, real_class_logits, real_labels, self.w_real_class,
-            self.loss,
+            self.loss, fake_out.twin_logits, fake_labels,
         )
         total = loss.total
         if self.r1_gamma:
@@ -284,6 +293,8 @@ class ACGANModule(L.LightningModule):
         if not log:
             return total, {}
         extra = {"d_r1": r1.detach()} if self.r1_gamma else {}
+        if loss.fake_twin is not None:
+            extra["d_fake_twin"] = loss.fake_twin.detach()
         return total, {**extra,
             "d_loss": loss.total.detach(),
             "d_real": loss.real.detach(),
@@ -315,9 +326,9 @@ class ACGANModule(L.LightningModule):
         self, fake: torch.Tensor, fake_labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The generator's loss on ``fake`` and its logged parts (C.1)."""
-        fake_source, fake_class_logits = self._discriminate(fake)
-        loss = generator_loss(fake_source, fake_class_logits, fake_labels, self.w_fake_class,
-                              self.loss)
+        out = self._discriminate(fake, fake_labels)
+        loss = generator_loss(out.source, out.class_logits, fake_labels, self.w_fake_class,
+                              self.loss, out.twin_logits)
         return loss.total, {"g_fools": loss.fools, "g_fake_class": loss.fake_class}
 
     # -- the whole iteration as one function (whole_step): what the CUDA graph captures --
@@ -380,7 +391,7 @@ class ACGANModule(L.LightningModule):
         with autocast:
             fake = self.generator(z, fake_labels)
             d_loss, d_metrics = self._discriminator_objective(real, real_labels, fake.detach(),
-                                                              log=True)
+                                                              fake_labels, log=True)
         d_opt.optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         d_opt.optimizer.step()

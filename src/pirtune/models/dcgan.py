@@ -11,7 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pirtune.models.networks import GeneratorNorm, scaled_depth, upsampling_steps
+from pirtune.models.networks import (
+    DiscriminatorOutput,
+    GeneratorNorm,
+    scaled_depth,
+    upsampling_steps,
+)
 
 
 class DCGANGenerator(nn.Module):
@@ -96,6 +101,14 @@ class DCGANDiscriminator(nn.Module):
         self.source = wrap(nn.Linear(depths[-1] * 4 * 4, 1))
         self.classify = wrap(nn.Linear(depths[-1] * 4 * 4, num_classes))
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    needs_labels = False
+
+    def heads(self, images: torch.Tensor, labels: torch.Tensor | None = None
+              ) -> DiscriminatorOutput:
+        """Source value and class logits (an auxiliary-classifier head; labels unused)."""
+        return DiscriminatorOutput(*self(images))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(images).flatten(1)  # [B, 3, R, R] -> [B, D·4·4]
         return self.source(h).squeeze(1), self.classify(h)

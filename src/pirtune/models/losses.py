@@ -9,6 +9,11 @@ pre-tanh value ``a`` with P(real) = (1 + tanh a) / 2 = sigmoid(2a) (see
 loss of SAGAN/BigGAN, on the same source value ``a``: the discriminator
 minimises relu(1 − a_real) + relu(1 + a_fake) and the generator −a_fake. The
 class terms are the paper's in both cases.
+
+With a twin classifier (TAC-GAN, Gong et al. 2019; ``Discriminator(head="tac")``)
+D also learns to classify the *fakes* by their intended class, and the
+generator's class term becomes CE(classifier) − CE(twin): the twin cancels the
+pull toward the easiest-to-classify images that costs an ACGAN its diversity.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class DiscriminatorLoss:
     real: torch.Tensor  # -L_real image
     fake: torch.Tensor  # -L_fake image
     real_class: torch.Tensor  # -L_real class (unweighted)
+    fake_twin: torch.Tensor | None = None  # the twin classifier's CE on fakes (TAC)
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class GeneratorLoss:
 
     total: torch.Tensor
     fools: torch.Tensor  # -L_fake image fools
-    fake_class: torch.Tensor  # -L_fake class (unweighted)
+    fake_class: torch.Tensor  # -L_fake class (unweighted; minus the twin's CE under TAC)
 
 
 def log_p_real(source: torch.Tensor) -> torch.Tensor:
@@ -59,8 +65,14 @@ def discriminator_loss(
     real_labels: torch.Tensor,
     w_real_class: float = 1.0,
     loss: SourceLoss = "paper",
+    fake_twin_logits: torch.Tensor | None = None,
+    fake_labels: torch.Tensor | None = None,
 ) -> DiscriminatorLoss:
-    """The discriminator's loss (C.1); no fake-class term, so D never helps G classify."""
+    """The discriminator's loss (C.1); no fake-class term, so D never helps G classify.
+
+    With ``fake_twin_logits`` (TAC) the twin classifier's cross-entropy on the
+    fakes' intended ``fake_labels`` is added with the class weight.
+    """
     if loss == "hinge":
         real = F.relu(1 - real_source).mean()
         fake = F.relu(1 + fake_source).mean()
@@ -68,7 +80,13 @@ def discriminator_loss(
         real = -log_p_real(real_source).mean()
         fake = -log_p_fake(fake_source).mean()
     real_class = F.cross_entropy(real_class_logits, real_labels)
-    return DiscriminatorLoss(real + fake + w_real_class * real_class, real, fake, real_class)
+    total = real + fake + w_real_class * real_class
+    if fake_twin_logits is None:
+        return DiscriminatorLoss(total, real, fake, real_class)
+    if fake_labels is None:
+        raise ValueError("the twin classifier's loss needs the fakes' classes")
+    twin = F.cross_entropy(fake_twin_logits, fake_labels)
+    return DiscriminatorLoss(total + w_real_class * twin, real, fake, real_class, twin)
 
 
 def generator_loss(
@@ -77,8 +95,14 @@ def generator_loss(
     fake_labels: torch.Tensor,
     w_fake_class: float = 1.5,
     loss: SourceLoss = "paper",
+    fake_twin_logits: torch.Tensor | None = None,
 ) -> GeneratorLoss:
-    """The generator's loss (2.1, C.1): maximise log P(real), not minimise log P(fake)."""
+    """The generator's loss (2.1, C.1): maximise log P(real), not minimise log P(fake).
+
+    With ``fake_twin_logits`` (TAC) the class term is CE(classifier) − CE(twin).
+    """
     fools = -fake_source.mean() if loss == "hinge" else -log_p_real(fake_source).mean()
     fake_class = F.cross_entropy(fake_class_logits, fake_labels)
+    if fake_twin_logits is not None:
+        fake_class = fake_class - F.cross_entropy(fake_twin_logits, fake_labels)
     return GeneratorLoss(fools + w_fake_class * fake_class, fools, fake_class)

@@ -27,6 +27,14 @@ Choices the paper leaves open, stated here once:
   discriminator's batch norm by spectral normalisation of every conv and
   linear layer (Miyato et al. 2018): the usual partner of the hinge loss and
   of ``pirtune.models.augment``.
+* ``Discriminator(head=...)`` (not in the paper) picks how the class enters
+  D: ``"ac"`` is the paper's auxiliary classifier; ``"projection"`` adds the
+  projection term ⟨embed(c), h⟩ to the source value (Miyato & Koyama 2018), so
+  D judges realism *given* the class; ``"tac"`` adds a twin classifier trained
+  on fakes, which the generator's class loss subtracts (TAC-GAN, Gong et al.
+  2019). Both are published fixes for the diversity an auxiliary classifier
+  costs. The class head stays in every case (the losses and the tuning watch
+  read it).
 * ``norm="batch"`` adds batch norm after the generator's FC layer and each
   hidden conv. The paper uses none; on a CPU budget it is what makes a
   quarter-width generator draw scenes rather than grey (see README, "CPU
@@ -36,6 +44,7 @@ Choices the paper leaves open, stated here once:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -44,6 +53,8 @@ from torch import nn
 
 GeneratorNorm = Literal["none", "batch"]
 DiscriminatorNorm = Literal["batch", "spectral"]
+DiscriminatorHead = Literal["ac", "projection", "tac"]
+DISCRIMINATOR_HEADS = ("ac", "projection", "tac")
 
 LATENT_FC_DEPTH = 512  # C.2: the FC layer maps the latent to a 4×4×512 image
 DISCRIMINATOR_DEPTHS = (16, 32, 64, 128, 256, 512)
@@ -136,6 +147,15 @@ class Generator(nn.Module):
         return (self(z, labels) + 1) / 2
 
 
+@dataclass(frozen=True)
+class DiscriminatorOutput:
+    """Everything D says about a batch of images."""
+
+    source: torch.Tensor        # [B] pre-tanh source value (projection term included)
+    class_logits: torch.Tensor  # [B, C] the auxiliary classifier
+    twin_logits: torch.Tensor | None = None  # [B, C] TAC's twin classifier, else None
+
+
 class Discriminator(nn.Module):
     """ACGAN discriminator: image → (source value, class logits).
 
@@ -145,6 +165,7 @@ class Discriminator(nn.Module):
         width: multiplier on every depth (1.0 is the paper).
         dropout: dropout probability after the 1st, 3rd and 5th layers.
         norm: ``"batch"`` (the paper) or ``"spectral"``.
+        head: ``"ac"`` (the paper), ``"projection"`` or ``"tac"`` (module docstring).
     """
 
     def __init__(
@@ -154,6 +175,7 @@ class Discriminator(nn.Module):
         width: float = 1.0,
         dropout: float = 0.3,
         norm: DiscriminatorNorm = "batch",
+        head: DiscriminatorHead = "ac",
     ) -> None:
         super().__init__()
         if resolution % 8:
@@ -161,6 +183,10 @@ class Discriminator(nn.Module):
         if norm not in ("batch", "spectral"):
             raise ValueError(
                 f"discriminator norm {norm!r} is unknown; choose 'batch' or 'spectral'")
+        if head not in DISCRIMINATOR_HEADS:
+            raise ValueError(f"model.discriminator.head={head!r} is unknown; choose one of "
+                             f"{', '.join(DISCRIMINATOR_HEADS)}")
+        self.head = head
         spectral = norm == "spectral"
         wrap = nn.utils.parametrizations.spectral_norm if spectral else (lambda layer: layer)
         layers: list[nn.Module] = []
@@ -180,11 +206,35 @@ class Discriminator(nn.Module):
         features = d_in * (resolution // 8) ** 2
         self.source = wrap(nn.Linear(features, 1))
         self.classify = wrap(nn.Linear(features, num_classes))
+        # Projection: one vector per class, dotted with the features (Miyato & Koyama).
+        self.embed = wrap(nn.Embedding(num_classes, features)) if head == "projection" else None
+        self.twin = wrap(nn.Linear(features, num_classes)) if head == "tac" else None
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def needs_labels(self) -> bool:
+        """Whether the source value depends on the class (the projection head)."""
+        return self.embed is not None
+
+    def heads(self, images: torch.Tensor, labels: torch.Tensor | None = None
+              ) -> DiscriminatorOutput:
+        """All of D's outputs for ``images`` [B, 3, R, R] of classes ``labels`` [B].
+
+        The projection head needs ``labels``; the others ignore them.
+        """
+        h = self.features(images).flatten(1)  # [B, 3, R, R] -> [B, 512·(R/8)²]
+        source = self.source(h).squeeze(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("the projection discriminator needs the images' classes")
+            source = source + (self.embed(labels) * h).sum(1)  # ⟨embed(c), h⟩
+        twin = self.twin(h) if self.twin is not None else None
+        return DiscriminatorOutput(source, self.classify(h), twin)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-tanh source values [B] and class logits [B, num_classes].
 
         P(real) = (1 + tanh(a)) / 2 = sigmoid(2a); see the module docstring.
         """
-        h = self.features(images).flatten(1)  # [B, 3, R, R] -> [B, 512·(R/8)²]
-        return self.source(h).squeeze(1), self.classify(h)
+        out = self.heads(images, labels)
+        return out.source, out.class_logits

@@ -188,8 +188,10 @@ class TuningWatchCallback(L.Callback):
         was_training = discriminator.training
         discriminator.eval()
         device = module.device
-        real_source, _ = discriminator(self.probe.real.to(device) * 2 - 1)
-        fake_source, fake_logits = discriminator(images.to(device) * 2 - 1)
+        real_source, _ = discriminator(self.probe.real.to(device) * 2 - 1,
+                                       self.probe.real_labels.to(device))
+        fake_source, fake_logits = discriminator(images.to(device) * 2 - 1,
+                                                 self.probe.labels.to(device))
         discriminator.train(was_training)
         out = {"d_real_acc": float((real_source > 0).float().mean()),
                "d_fake_acc": float((fake_source < 0).float().mean())}
