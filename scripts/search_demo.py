@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from pirtune.models.acgan import load_bundle, render
+from pirtune.models.bundle import load_bundle, render
 from pirtune.paths import SHIPPED_GENERATOR
 from pirtune.search import (
     AxisSearch,

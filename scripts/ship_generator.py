@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_bundle
 
 
 def record(bundle_path: Path, digest: str, meta: dict, notes: str) -> str:

@@ -109,7 +109,7 @@ def test_the_make_run_configuration_builds_its_stages_loggers_and_progress_bar(t
     from lightning.pytorch.callbacks import RichProgressBar
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-    from pirtune.models.acgan import load_bundle, render
+    from pirtune.models.bundle import load_bundle, render
     from pirtune.objectives import build_objective
     from pirtune.stages.tracking import track
     from pirtune.stages.training import trainer
@@ -203,7 +203,7 @@ def test_sweep_launchers_compose(launcher, target):
 def test_imagefolder_option_trains_on_a_folder(make_cfg, tmp_path):
     from pirtune import train
     from pirtune.data.procedural import write_imagefolder
-    from pirtune.models.acgan import load_bundle
+    from pirtune.models.bundle import load_bundle
 
     write_imagefolder(tmp_path / "photos", n=8, resolution=24)
     cfg = make_cfg("data=imagefolder", f"data.root={tmp_path / 'photos'}", "data.num_workers=0",

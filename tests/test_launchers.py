@@ -18,7 +18,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
 from pirtune import train
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_bundle
 from pirtune.paths import CONFIG_DIR
 
 pretrain_stage = __import__("pirtune.stages.pretrain", fromlist=["pretrain"])

@@ -21,7 +21,7 @@ from pirtune import train
 from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.evaluation import load_evaluations
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_bundle
 from pirtune.report import HEADINGS
 
 SECTIONS = list(HEADINGS.values())

@@ -16,7 +16,7 @@ from PIL import Image
 from pirtune import train
 from pirtune.errors import UsageError
 from pirtune.evaluation import load_evaluations
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_bundle
 from pirtune.paths import CONFIG_DIR
 from pirtune.stages import naming
 from pirtune.webapp import export, serve

@@ -21,7 +21,7 @@ from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.estimator.module import load_estimator
 from pirtune.estimator.network import expected_pir
-from pirtune.models.acgan import load_bundle, render
+from pirtune.models.bundle import load_bundle, render
 from pirtune.objectives import ColourObjective, sample_filters
 from pirtune.objectives import vgg as vgg_module
 

@@ -258,8 +258,7 @@ def test_same_latents_show_each_scene_before_and_after(tiny_generator, tmp_path)
     a moved generator changes them, and the figure is written."""
     from torchvision.io import read_image
 
-    from pirtune.evaluation import draw
-    from pirtune.models.acgan import load_bundle
+    from pirtune.models.bundle import draw, load_bundle
     from pirtune.report.figures import latent_grid, same_latents
 
     generator = load_bundle(tiny_generator)[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_bundle
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ship_generator.py"
 

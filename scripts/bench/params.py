@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_bundle
 from pirtune.paths import SHIPPED_GENERATOR
 from pirtune.train import CONFIG_DIR, register_resolvers
 

@@ -54,7 +54,7 @@ from pirtune.metrics import (  # noqa: E402
 )
 from pirtune.metrics.encoder import SHIPPED  # noqa: E402
 from pirtune.metrics.encoder_training import scenes  # noqa: E402
-from pirtune.models.acgan import load_bundle, render  # noqa: E402
+from pirtune.models.bundle import load_bundle, render  # noqa: E402
 from pirtune.paths import SHIPPED_GENERATOR  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

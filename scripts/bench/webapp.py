@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from pirtune.models.acgan import load_bundle  # noqa: E402
+from pirtune.models.bundle import load_bundle  # noqa: E402
 from pirtune.paths import SHIPPED_GENERATOR  # noqa: E402
 from pirtune.search import SimulatedPerson  # noqa: E402
 from pirtune.search.space import SearchSpace  # noqa: E402

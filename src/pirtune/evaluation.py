@@ -24,7 +24,6 @@ import csv
 import dataclasses
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,8 @@ from torchvision.utils import save_image
 from pirtune.data.pir_dataset import PIRRecords
 from pirtune.estimator.module import FrozenPIREstimator, estimate_pir
 from pirtune.files import atomic_write, write_json
-from pirtune.models.acgan import render
+from pirtune.models.bundle import draw
+from pirtune.objectives import score
 from pirtune.stats import ALPHA, BootstrapChange, Change, WelchTest, bootstrap_change, mean_change
 
 EVALUATION_FORMAT = "pirtune-evaluation/1"
@@ -177,19 +177,6 @@ def load_evaluations(root: str | Path) -> list[tuple[Path, Evaluation]]:
     return sorted(found, key=lambda item: str(item[0]))
 
 
-def balanced_classes(n: int, num_classes: int, rng: torch.Generator) -> torch.Tensor:
-    """n class labels, as equal in number as n allows, in random order [n]."""
-    return (torch.arange(n) % num_classes)[torch.randperm(n, generator=rng)]
-
-
-def score(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-          batch_size: int) -> torch.Tensor:
-    """The objective's true PIR [N] of images [N, 3, R, R] in [0, 1], in batches."""
-    with torch.no_grad():
-        return torch.cat([objective(images[i:i + batch_size]).float().cpu()
-                          for i in range(0, len(images), batch_size)])
-
-
 @dataclass(frozen=True)
 class Samples:
     """Images drawn for an evaluation and their true and estimated PIRs."""
@@ -199,20 +186,6 @@ class Samples:
     true_pir: torch.Tensor   # [N]
     estimate: torch.Tensor   # [N]
     control_pir: torch.Tensor | None = None  # [N], the control objective's
-
-
-def draw(generator: nn.Module, n: int, seed: int,
-         batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` images in [0, 1] of ``generator`` and their classes [n]: balanced classes,
-    then latents, from ``seed``.
-
-    Two generators of the same shape draw the same (z, c) for the same seed, so
-    their images can be compared one by one.
-    """
-    rng = torch.Generator().manual_seed(seed)
-    labels = balanced_classes(n, generator.num_classes, rng)
-    z = torch.randn(n, generator.latent_dim, generator=rng)
-    return render(generator, z, labels, batch_size), labels
 
 
 def draw_and_score(generator: nn.Module, objective, estimator: FrozenPIREstimator, n: int,
@@ -228,9 +201,10 @@ def draw_and_score(generator: nn.Module, objective, estimator: FrozenPIREstimato
 def write_scores(sets: dict[str, tuple[int, Samples]], path: Path) -> Path:
     """Every evaluated image's class and scores, one CSV row each.
 
-    Columns: ``set`` (before/after), ``seed`` (the set's seed: ``balanced_classes``
-    then ``torch.randn`` from ``torch.Generator().manual_seed(seed)`` draw its
-    classes and latents), ``index`` (the image's row in that draw), ``class``,
+    Columns: ``set`` (before/after), ``seed`` (the set's seed:
+    ``pirtune.models.bundle.draw`` draws its classes and latents from
+    ``torch.Generator().manual_seed(seed)``), ``index`` (the image's row in that
+    draw), ``class``,
     ``true_pir`` (the objective's score), ``estimated_pir``, and ``control_pir``
     (the control objective's score) when the sets have one.
     """
@@ -319,10 +293,7 @@ def model_view(before: nn.Module, after: nn.Module, estimator: FrozenPIREstimato
     """
     estimates = []
     for i, (name, generator) in enumerate((("before", before), ("after", after))):
-        rng = torch.Generator().manual_seed(seed + i)
-        labels = balanced_classes(num_samples, generator.num_classes, rng)
-        z = torch.randn(num_samples, generator.latent_dim, generator=rng)
-        images = render(generator, z, labels, batch_size)
+        images, _ = draw(generator, num_samples, seed + i, batch_size)
         estimates.append(estimate_pir(estimator, images, batch_size))
         with atomic_write(out_dir / f"eval_{name}.png") as f:
             save_image(images[:GRID_SIZE], f, format="png", nrow=8, padding=1)

@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 
 from pirtune import train
 from pirtune.errors import UsageError
-from pirtune.models.acgan import ACGANModule, load_bundle, save_bundle
+from pirtune.models.acgan import ACGANModule
+from pirtune.models.bundle import load_bundle, save_bundle
 
 
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from pirtune import train
 from pirtune.evaluation import load_evaluations
-from pirtune.models.acgan import load_bundle, render
+from pirtune.models.bundle import load_bundle, render
 from pirtune.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from pirtune.models.networks import Generator
 from pirtune.models.protocol import ImageGenerator

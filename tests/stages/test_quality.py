@@ -25,7 +25,7 @@ from pirtune.metrics import (
     load_encoder,
     precision_recall,
 )
-from pirtune.models.acgan import load_bundle, render
+from pirtune.models.bundle import load_bundle, render
 
 # The module, not the function `pirtune.stages.quality` that shadows it.
 quality_stage = importlib.import_module("pirtune.stages.quality")

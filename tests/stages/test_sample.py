@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from pirtune import train
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_bundle
 
 TILE = 16 + 1  # a TINY image and the grid's one-pixel padding
 

@@ -22,7 +22,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from pirtune.models.acgan import render
+from pirtune.models.bundle import render
 from pirtune.models.networks import Generator
 from pirtune.search import SimulatedPerson
 from pirtune.search.space import SearchSpace
@@ -527,7 +527,7 @@ def test_the_first_candidates_are_images_the_generator_draws_well():
     often than the generator draws them (the bug: 2 of the 4 in every session). The
     painter's scenes are 13 % night (near-black); the shipped generator's random samples
     14 %; round 1 measured 14 of 80."""
-    from pirtune.models.acgan import load_bundle, render
+    from pirtune.models.bundle import load_bundle, render
     from pirtune.paths import SHIPPED_GENERATOR
 
     shipped, _, _ = load_bundle(SHIPPED_GENERATOR)

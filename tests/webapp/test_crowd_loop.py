@@ -19,7 +19,7 @@ from pirtune.errors import UsageError
 from pirtune.estimator.choice import FrozenChoiceModel
 from pirtune.estimator.module import load_estimator
 from pirtune.evaluation import INTERACTIONS_EVALUATION_NAME, load_evaluations
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_bundle
 from pirtune.objectives import ColourObjective
 from pirtune.webapp import InteractionLog
 from pirtune.webapp.crowd import Noise, compose_objective, run_crowd

@@ -11,7 +11,7 @@ import torch
 
 from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
-from pirtune.models.acgan import load_bundle, render
+from pirtune.models.bundle import load_bundle, render
 from pirtune.webapp import InteractionLog, export_pir_dataset
 from pirtune.webapp.export import bundle_sha256, find_generators
 

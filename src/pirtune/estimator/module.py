@@ -290,10 +290,8 @@ def save_estimator(module: PIREstimatorModule | list[PIREstimatorModule],
     return path
 
 
-def load_estimator(path: str | Path) -> FrozenPIREstimator:
-    """The frozen estimator saved by ``save_estimator``, at its saved temperature
-    (a ``FrozenPIREnsemble`` when it holds several members), or the choice model
-    ``save_choice_model`` saved (a ``FrozenChoiceModel``)."""
+def read_estimator_file(path: str | Path) -> dict[str, Any]:
+    """The dict ``save_estimator`` (or ``save_choice_model``) wrote to ``path``, checked."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"estimator {path} does not exist; run stage=estimate first")
@@ -301,6 +299,19 @@ def load_estimator(path: str | Path) -> FrozenPIREstimator:
     if not isinstance(saved, dict) or saved.get("format") != ESTIMATOR_FORMAT:
         raise UsageError(f"{path} is not a pirtune estimator; give the estimator.pt that "
                          "stage=estimate writes")
+    return saved
+
+
+def load_estimator(path: str | Path) -> FrozenPIREstimator:
+    """The frozen estimator saved by ``save_estimator``, at its saved temperature
+    (a ``FrozenPIREnsemble`` when it holds several members), or the choice model
+    ``save_choice_model`` saved (a ``FrozenChoiceModel``)."""
+    return estimator_from_saved(read_estimator_file(path))
+
+
+def estimator_from_saved(saved: dict[str, Any]) -> FrozenPIREstimator:
+    """The frozen estimator of a saved dict (``read_estimator_file``; a bundle's selector
+    keeps one whole)."""
     if saved.get("loss") == "choice":
         from pirtune.estimator.choice import load_choice_model  # it imports this module
 

@@ -10,7 +10,7 @@ import torch
 from pirtune.metrics.encoder import load_encoder
 from pirtune.metrics.quality import Quality, class_accuracy, extract, quality_from_features
 from pirtune.metrics.real import class_names, class_reader, draw
-from pirtune.models.acgan import render
+from pirtune.models.bundle import render
 
 log = logging.getLogger(__name__)
 

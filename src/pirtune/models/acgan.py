@@ -18,27 +18,21 @@ shipped CPU model use.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.torch_version import TorchVersion
 from torchvision.utils import save_image
 
 from pirtune.errors import UsageError
-from pirtune.files import atomic_write
 from pirtune.models.augment import diff_augment, parse_policy
-from pirtune.models.networks import DiscriminatorOutput
+from pirtune.models.bundle import class_grid
 from pirtune.models.losses import SourceLoss, discriminator_loss, generator_loss
-from pirtune.models.protocol import ImageGenerator
+from pirtune.models.networks import DiscriminatorOutput
 from pirtune.models.step_graph import WholeStepGraph, ema_update
 
 log = logging.getLogger(__name__)
@@ -430,38 +424,6 @@ def _make_capturable(optimizer: torch.optim.Optimizer) -> None:
                 state["step"] = step.to(param.device, torch.float32)
 
 
-@torch.no_grad()
-def render(generator: ImageGenerator, z: torch.Tensor, labels: torch.Tensor,
-           batch_size: int = 256) -> torch.Tensor:
-    """Images in [0, 1] [N, 3, R, R] for latents z [N, latent] and classes [N].
-
-    Any ``ImageGenerator``. Runs in eval mode (batch norm uses its running
-    statistics), in batches, on the generator's device, and restores the
-    generator's mode afterwards.
-    """
-    device = next(generator.parameters()).device
-    was_training = generator.training
-    generator.eval()
-    images = torch.cat([
-        generator.images(z[i:i + batch_size].to(device),
-                         labels[i:i + batch_size].to(device)).float()
-        for i in range(0, len(z), batch_size)
-    ])
-    generator.train(was_training)
-    return images.clamp(0, 1)
-
-
-def class_grid(generator: nn.Module, per_class: int, seed: int = 0) -> torch.Tensor:
-    """``per_class`` samples of every class from fixed seeded latents, class by class.
-
-    Returns images [C·per_class, 3, R, R] in [0, 1] (see ``render``).
-    """
-    rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(per_class * generator.num_classes, generator.latent_dim, generator=rng)
-    labels = torch.arange(generator.num_classes).repeat_interleave(per_class)
-    return render(generator, z, labels)
-
-
 class SampleGridCallback(L.Callback):
     """Saves a grid of class-conditional samples every ``every_n_iterations`` and at the end.
 
@@ -495,49 +457,3 @@ class SampleGridCallback(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._save(trainer, pl_module)
-
-
-# -- generator bundles: what leaves pre-training -------------------------------------
-
-def save_bundle(module: ACGANModule, model_cfg: Mapping[str, Any], path: Path,
-                **provenance: Any) -> str:
-    """Write both networks, their config and provenance to ``path``; return its sha256.
-
-    Written atomically (``pirtune.files``): a crash never leaves half a bundle.
-    """
-    bundle = {
-        "format": "pirtune-acgan-bundle/1",
-        "model": OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True),
-        "generator": {k: v.cpu() for k, v in module.sampler.state_dict().items()},
-        "discriminator": {k: v.cpu() for k, v in module.discriminator.state_dict().items()},
-        "iteration": module.iteration,
-        "provenance": provenance,
-    }
-    with atomic_write(path) as f:
-        torch.save(bundle, f)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def load_bundle(path: str | Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
-    """Rebuild (generator, discriminator, bundle metadata) from a bundle file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(
-            f"generator checkpoint {path} does not exist; run `pirtune-train stage=pretrain` "
-            "or point generator_ckpt=<file> at a bundle"
-        )
-    # Bundles written before provenance held plain strings carry torch's version
-    # object, a str subclass: the one class besides weights a bundle may hold.
-    with torch.serialization.safe_globals([TorchVersion]):
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(bundle, dict) or bundle.get("format") != "pirtune-acgan-bundle/1":
-        raise UsageError(
-            f"{path} is not a pirtune generator bundle; give the generator.pt a pretrain "
-            "run writes (not a Lightning .ckpt)"
-        )
-    generator = instantiate(bundle["model"]["generator"])
-    discriminator = instantiate(bundle["model"]["discriminator"])
-    generator.load_state_dict(bundle["generator"])
-    discriminator.load_state_dict(bundle["discriminator"])
-    meta = {k: v for k, v in bundle.items() if k not in ("generator", "discriminator")}
-    return generator, discriminator, meta

@@ -4,7 +4,7 @@ The stages, the evaluation, the four-choice search and the web app use a
 generator only through these attributes and methods, so any ``nn.Module``
 that has them plugs in; the ACGAN's ``Generator`` is one, the unconditional
 ``DCGANGenerator`` another. Generators are saved and loaded as *bundles*
-(``pirtune.models.acgan.save_bundle``/``load_bundle``): the weights and the
+(``pirtune.models.bundle.save_bundle``/``load_bundle``): the weights and the
 ``_target_`` config that builds the generator and its discriminator, whatever
 their classes. Tuning also needs the bundle's discriminator, trained with the
 ACGAN's losses: it maps images to (source value [B], class logits [B, C]).

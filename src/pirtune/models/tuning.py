@@ -31,7 +31,8 @@ from pirtune.errors import UsageError
 from pirtune.estimator.ensemble import FrozenPIREnsemble, conservative_reward, members_of
 from pirtune.estimator.module import FrozenPIREstimator
 from pirtune.metrics.encoder import load_encoder
-from pirtune.models.acgan import ACGANModule, OptimizerFactory, load_bundle
+from pirtune.models.acgan import ACGANModule, OptimizerFactory
+from pirtune.models.bundle import load_bundle
 from pirtune.models.losses import SourceLoss
 
 

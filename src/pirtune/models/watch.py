@@ -49,11 +49,11 @@ from torch import nn
 
 from pirtune.errors import UsageError
 from pirtune.estimator.ensemble import conservative_reward, members_of
-from pirtune.evaluation import score
 from pirtune.files import atomic_write, write_json
 from pirtune.metrics.callback import QualityProbe
-from pirtune.models.acgan import render
+from pirtune.models.bundle import render
 from pirtune.models.losses import generator_loss
+from pirtune.objectives import score
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from pirtune.errors import UsageError
@@ -29,6 +30,7 @@ from pirtune.objectives.vgg import (
 
 __all__ = [
     "objective_name",
+    "score",
     "ColourObjective",
     "VGGFeatureBank",
     "VGGObjective",
@@ -98,3 +100,11 @@ def objective_name(spec: Mapping[str, Any]) -> str:
         return _objective_class(spec).name_of(**_arguments(spec))
     except TypeError as err:
         raise UsageError(f"objective {spec.get('_target_')}: {err}") from err
+
+
+def score(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+          batch_size: int) -> torch.Tensor:
+    """The objective's true PIR [N] of images [N, 3, R, R] in [0, 1], in batches."""
+    with torch.no_grad():
+        return torch.cat([objective(images[i:i + batch_size]).float().cpu()
+                          for i in range(0, len(images), batch_size)])

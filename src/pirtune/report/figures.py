@@ -173,10 +173,9 @@ def latent_grid(bundle: str | Path, n: int = 16, seed: int = 0) -> torch.Tensor:
     """
     from torchvision.utils import make_grid
 
-    from pirtune.evaluation import draw
-    from pirtune.models.acgan import load_bundle
+    from pirtune.models.bundle import draw, load_sampler
 
-    images, _ = draw(load_bundle(bundle)[0], n, seed)
+    images, _ = draw(load_sampler(bundle)[0], n, seed)
     return make_grid(images, nrow=max(1, round(n ** 0.5)), padding=1, pad_value=1.0)
 
 

@@ -17,9 +17,8 @@ from torch import nn
 
 from pirtune.data.impressions import simulate_clicks
 from pirtune.data.pir_dataset import IMAGES, write_pir_dataset
-from pirtune.evaluation import score
-from pirtune.models.acgan import load_bundle, render
-from pirtune.objectives import build_objective
+from pirtune.models.bundle import draw_latents, load_sampler, render
+from pirtune.objectives import build_objective, score
 from pirtune.stages.config import CollectConfig
 from pirtune.stages.rundir import Round, begin_stage
 from pirtune.stages.tracking import StageTracker, parameter_counts, track
@@ -36,7 +35,7 @@ def collect(cfg: CollectConfig, rnd: Round) -> Path:
                              out / "pir.csv")
         if record is not None:
             objective = build_objective(cfg.objective)
-            generator, _, meta = load_bundle(rnd.start)
+            generator, meta = load_sampler(rnd.start)
             with track(rnd.run, "collect", rnd, record) as tracker:
                 tracker.config(parameter_counts(generator=generator))
                 _collect(cfg, rnd, objective, generator, meta, tracker)
@@ -48,8 +47,8 @@ def _collect(cfg: CollectConfig, rnd: Round, objective: nn.Module, generator: nn
              meta: dict, tracker: StageTracker) -> None:
     seed = cfg.seed + 2 * (rnd.index - 1)  # fresh latents and clicks every round
     rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(cfg.num_images, generator.latent_dim, generator=rng)
     classes = torch.randint(generator.num_classes, (cfg.num_images,), generator=rng)
+    z = draw_latents(generator, classes, rng)
     images = render(generator, z, classes, cfg.batch_size)
     true_pir = score(objective, images, cfg.batch_size)
     clicks = simulate_clicks(true_pir, cfg.impressions, torch.Generator().manual_seed(seed + 1))

@@ -47,7 +47,7 @@ from pirtune.estimator.module import (
     save_estimator,
 )
 from pirtune.files import write_json
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_sampler
 from pirtune.stages.config import EstimateConfig
 from pirtune.stages.rundir import Round, begin_stage
 from pirtune.stages.tracking import StageTracker, parameter_counts, track
@@ -165,8 +165,8 @@ def _export(db: Path, out: Path, generator_paths: list[str]) -> None:
                              ".db pirtune-serve wrote") from err
         with contextlib.closing(interactions):
             found = find_generators(interactions, generator_paths)
-            export_pir_dataset(interactions, out,
-                               {checksum: load_bundle(path)[0] for checksum, path in found.items()})
+            samplers = {checksum: load_sampler(path)[0] for checksum, path in found.items()}
+            export_pir_dataset(interactions, out, samplers)
         log.info("estimate: exported %s (%d sessions) to %s, images by %s", db, len(sessions),
                  out, ", ".join(sorted({str(p) for p in found.values()})))
     barrier()  # under DDP, only rank 0 exports

@@ -43,7 +43,7 @@ from pirtune.evaluation import (
     write_evaluation,
 )
 from pirtune.files import write_json
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_sampler
 from pirtune.objectives import build_objective
 from pirtune.objectives.control import control_spec
 from pirtune.stages.config import EvaluateConfig
@@ -105,8 +105,8 @@ def _evaluate(cfg: EvaluateConfig, rnd: Round, objective: nn.Module,
               tracker: StageTracker, control: nn.Module | None = None) -> Evaluation:
     device = _device(cfg.device)
     estimator = load_estimator(rnd.estimator)
-    before, _, _ = load_bundle(rnd.baseline)
-    after, _, tuned = load_bundle(rnd.tuned)
+    before, _ = load_sampler(rnd.baseline)
+    after, tuned = load_sampler(rnd.tuned)
     tracker.config(parameter_counts(generator=after, estimator=estimator))
     # A choice model has no bins of its own; the data's zero share is on C.3's.
     bins = PAPER_BINS if isinstance(estimator, FrozenChoiceModel) else estimator.bins
@@ -158,8 +158,8 @@ def _evaluate_interactions(cfg: EvaluateConfig, rnd: Round, record, out: Path) -
     else:   # a binned estimator learned from every round: its accuracy is not held out
         picks = {"loss": "bins", **dataclasses.asdict(
             choice_report(estimator, read_choice_rounds(rnd.pir_data), held_out=False))}
-    before, _, _ = load_bundle(rnd.baseline)
-    after, _, _ = load_bundle(rnd.tuned)
+    before, _ = load_sampler(rnd.baseline)
+    after, _ = load_sampler(rnd.tuned)
     with track(rnd.run, "evaluate", rnd, record) as tracker:
         view = model_view(before.to(device), after.to(device), estimator.to(device),
                           cfg.num_samples, cfg.seed, cfg.batch_size, cfg.bootstrap, rnd.dir)

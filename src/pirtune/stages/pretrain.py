@@ -3,7 +3,7 @@
 Lightning checkpoints go to ``checkpoints/`` (``last.ckpt`` and periodic
 ones), sample grids to ``samples/`` and W&B, the quality figures
 (``pretrain/quality/*``, ``QualityCallback``) to the loggers, and the
-finished networks to ``generator.pt`` (``pirtune.models.acgan.save_bundle``),
+finished networks to ``generator.pt`` (``pirtune.models.bundle.save_bundle``),
 logged as a ``generator`` artifact. Running it again resumes from ``last.ckpt``.
 """
 
@@ -21,7 +21,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pirtune.metrics.callback import QualityCallback
-from pirtune.models.acgan import STEPS_PER_ITERATION, ACGANModule, SampleGridCallback, save_bundle
+from pirtune.models.acgan import STEPS_PER_ITERATION, ACGANModule, SampleGridCallback
+from pirtune.models.bundle import save_bundle
 from pirtune.stages.config import PretrainConfig
 from pirtune.stages.rundir import BUNDLE_NAME, Run, begin_stage
 from pirtune.stages.tracking import parameter_counts, track

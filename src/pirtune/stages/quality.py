@@ -32,7 +32,7 @@ from pirtune.metrics.record import (
     read_quality,
     write_quality,
 )
-from pirtune.models.acgan import load_bundle, render
+from pirtune.models.bundle import draw_latents, load_sampler, render
 from pirtune.stages.config import QualityConfig
 from pirtune.stages.rundir import Round, Run, begin_stage
 from pirtune.stages.tracking import StageTracker, parameter_counts, track
@@ -98,7 +98,7 @@ def _score(cfg: QualityConfig, path: Path, round_index: int | None,
            tracker: StageTracker) -> QualityRecord:
     device = _device(cfg.device)
     network = feature_network(cfg.features.value).to(device)
-    generator, _, meta = load_bundle(path)
+    generator, meta = load_sampler(path)
     tracker.config(parameter_counts(generator=generator))
 
     datamodule = instantiate(cfg.data)
@@ -118,8 +118,7 @@ def _score(cfg: QualityConfig, path: Path, round_index: int | None,
     conditional = generator.num_classes == len(classes)
     # Drawn in the real set's class proportions, so a class mix is no figure's excuse.
     wanted = other_labels if conditional else torch.zeros_like(other_labels)
-    z = torch.randn(cfg.samples, generator.latent_dim,
-                    generator=torch.Generator().manual_seed(cfg.seed))
+    z = draw_latents(generator, wanted, torch.Generator().manual_seed(cfg.seed))
     samples = render(generator.to(device), z, wanted, cfg.batch_size).cpu()
 
     reader = class_reader(classes)

@@ -8,7 +8,7 @@ from pathlib import Path
 from torchvision.utils import save_image
 
 from pirtune.files import atomic_write
-from pirtune.models.acgan import class_grid, load_bundle
+from pirtune.models.bundle import class_grid, load_sampler
 from pirtune.stages.config import SampleConfig
 from pirtune.stages.rundir import Run
 from pirtune.stages.tracking import parameter_counts, track
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def sample(cfg: SampleConfig, run: Run) -> Path:
     """Write a grid of ``cfg.generator``'s samples to ``<run dir>/samples.png``; return it."""
-    generator, _, meta = load_bundle(cfg.generator)
+    generator, meta = load_sampler(cfg.generator)
     images = class_grid(generator, cfg.per_class, seed=cfg.seed)
     out = run.dir / "samples.png"
     with atomic_write(out) as f:

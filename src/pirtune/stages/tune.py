@@ -23,7 +23,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pirtune.estimator.module import load_estimator
-from pirtune.models.acgan import STEPS_PER_ITERATION, load_bundle, save_bundle
+from pirtune.models.acgan import STEPS_PER_ITERATION
+from pirtune.models.bundle import load_bundle, save_bundle
 from pirtune.models.tuning import PIRTuningModule
 from pirtune.models.watch import TuningWatchCallback
 from pirtune.objectives import build_objective

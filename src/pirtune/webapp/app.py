@@ -53,7 +53,7 @@ from PIL.PngImagePlugin import PngInfo
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from pirtune.models.acgan import render
+from pirtune.models.bundle import draw_latents, render
 from pirtune.search import AxisSearch, FourChoiceSearch, PreferenceSearch, Proposal, RandomSearch
 from pirtune.search.space import PrincipalDirections, SearchSpace
 from pirtune.webapp.describe import describe
@@ -489,7 +489,9 @@ def create_app(generator: nn.Module, log: InteractionLog,
             raise HTTPException(422, f"k {request.k} is more directions than the latent has; "
                                      f"choose 3..{generator.latent_dim}")
         starts.admit(http.client.host if http.client else "unknown")
-        origin = np.random.default_rng(request.seed).standard_normal(generator.latent_dim)
+        # The bundle's own draw: N(0, I), or a selector's pick (tune.method=select).
+        origin = draw_latents(generator, torch.tensor([request.image_class]),
+                              torch.Generator().manual_seed(request.seed))[0].double().numpy()
         basis = (directions(request.k) if request.space == "ganspace"
                  else np.eye(generator.latent_dim))
         settings = {"algorithm": request.algorithm, "seed": request.seed,

@@ -34,7 +34,7 @@ from torch import nn
 
 from pirtune.data.pir_dataset import write_pir_dataset
 from pirtune.errors import UsageError
-from pirtune.models.acgan import load_bundle, render
+from pirtune.models.bundle import load_sampler, render
 from pirtune.paths import SHIPPED_GENERATOR
 from pirtune.webapp.store import InteractionLog
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
                              "server wrote")
         log = InteractionLog(args.db)
         found = find_generators(log, args.checkpoint or [SHIPPED_GENERATOR])
-        generators = {checksum: load_bundle(path)[0] for checksum, path in found.items()}
+        generators = {checksum: load_sampler(path)[0] for checksum, path in found.items()}
         out = export_pir_dataset(log, args.out, generators)
     except UsageError as err:
         print(f"pirtune-export: error: {err}", file=sys.stderr)

@@ -31,7 +31,7 @@ import uvicorn
 
 from pirtune.data.procedural import CLASSES
 from pirtune.errors import UsageError
-from pirtune.models.acgan import load_bundle
+from pirtune.models.bundle import load_sampler
 from pirtune.paths import SHIPPED_GENERATOR, runs_root
 from pirtune.webapp.app import Limits, create_app
 from pirtune.webapp.export import bundle_sha256
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             if getattr(args, option) < 1:
                 raise UsageError(f"--{option.replace('_', '-')} {getattr(args, option)} "
                                  "must be at least 1")
-        generator, _, meta = load_bundle(args.checkpoint)
+        generator, meta = load_sampler(args.checkpoint)
     except UsageError as err:
         print(f"pirtune-serve: error: {err}", file=sys.stderr)
         sys.exit(2)
