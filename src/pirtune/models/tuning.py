@@ -28,12 +28,12 @@ from hydra.utils import instantiate
 from torch import nn
 
 from pirtune.errors import UsageError
-from pirtune.estimator.ensemble import FrozenPIREnsemble, conservative_reward, members_of
 from pirtune.estimator.module import FrozenPIREstimator
 from pirtune.metrics.encoder import load_encoder
 from pirtune.models.acgan import ACGANModule, OptimizerFactory
 from pirtune.models.bundle import load_bundle
 from pirtune.models.losses import SourceLoss
+from pirtune.tuning.reward import Reward
 
 
 class PIRTuningModule(ACGANModule):
@@ -90,11 +90,7 @@ class PIRTuningModule(ACGANModule):
                              f"{type(estimator).__name__}; load it with load_estimator")
         if w_pir < 0:
             raise UsageError(f"tune.w_pir={w_pir} must be at least 0 (the paper uses 1000)")
-        if reward not in ("mean", "conservative"):
-            raise UsageError(f"tune.reward={reward!r} is unknown; choose mean or conservative")
-        if reward == "conservative" and not isinstance(estimator, FrozenPIREnsemble):
-            raise UsageError("tune.reward=conservative needs an ensemble; estimate with "
-                             "estimator.members=3 (or more), or use tune.reward=mean")
+        self.reward_term = Reward(estimator, reward, reward_lambda)
         if anchor < 0:
             raise UsageError(f"tune.anchor={anchor} must be at least 0 (0: no anchor)")
         if anchor_space not in ("pixels", "features"):
@@ -121,10 +117,7 @@ class PIRTuningModule(ACGANModule):
         Images [B, 3, H, W] in [0, 1]. The reward is the estimate (an ensemble's
         mean), or the conservative mean − λ·SD.
         """
-        members = members_of(self.estimator, images)
-        if self.reward == "conservative":
-            return conservative_reward(members, self.reward_lambda), members
-        return members.mean(0), members
+        return self.reward_term(images)
 
     def anchor_distance(self, fake: torch.Tensor) -> torch.Tensor:
         """Mean squared distance of ``fake`` from G₀'s output for the step's (z, c).
@@ -166,22 +159,29 @@ class PIRTuningModule(ACGANModule):
     @classmethod
     def from_bundle(cls, bundle: str, estimator: FrozenPIREstimator, lr: float,
                     **kwargs: Any) -> tuple[PIRTuningModule, dict[str, Any]]:
-        """The module for a generator bundle, with the bundle's optimisers at ``lr``.
+        """The module for a generator bundle (``module_from_bundle``)."""
+        return module_from_bundle(cls, bundle, estimator, lr, **kwargs)
 
-        The paper keeps pre-training's settings and lowers the learning rate (2.4),
-        so both optimisers are rebuilt from the bundle's model config with ``lr``.
-        Returns the module and the bundle's metadata.
-        """
-        generator, discriminator, meta = load_bundle(bundle)
-        model = meta["model"]
-        optimizers = {name: instantiate({**model[name], "lr": lr})
-                      for name in ("g_optimizer", "d_optimizer")}
-        # Bundles written before these options existed trained with the paper's D.
-        trained = {"loss": "paper", "augment": None, "r1_gamma": 0.0}
-        kwargs = {"w_fake_class": model["w_fake_class"], "w_real_class": model["w_real_class"],
-                  **{key: model.get(key, default) for key, default in trained.items()},
-                  **kwargs}
-        return cls(generator, discriminator, estimator, **optimizers, **kwargs), meta
+
+def module_from_bundle(cls: type, bundle: str, estimator: FrozenPIREstimator, lr: float,
+                       **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """``cls(generator, discriminator, estimator, g_optimizer, d_optimizer, ...)`` for a bundle.
+
+    The paper keeps pre-training's settings and lowers the learning rate (2.4),
+    so both optimisers are rebuilt from the bundle's model config with ``lr``,
+    and D trains as the bundle was trained. Returns the module and the bundle's
+    metadata.
+    """
+    generator, discriminator, meta = load_bundle(bundle)
+    model = meta["model"]
+    optimizers = {name: instantiate({**model[name], "lr": lr})
+                  for name in ("g_optimizer", "d_optimizer")}
+    # Bundles written before these options existed trained with the paper's D.
+    trained = {"loss": "paper", "augment": None, "r1_gamma": 0.0}
+    kwargs = {"w_fake_class": model["w_fake_class"], "w_real_class": model["w_real_class"],
+              **{key: model.get(key, default) for key, default in trained.items()},
+              **kwargs}
+    return cls(generator, discriminator, estimator, **optimizers, **kwargs), meta
 
 
 class FrozenFeatures(nn.Module):

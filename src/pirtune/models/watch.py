@@ -46,6 +46,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from pirtune.errors import UsageError
 from pirtune.estimator.ensemble import conservative_reward, members_of
@@ -111,11 +112,15 @@ class TuningWatchCallback(L.Callback):
         patience: checks without a better lower bound before the rule fires.
         reward_lambda: λ of the lower bound.
         seed: the latents, the real images and KID's subsets.
+        real: the real images to compare with; ``None``: the fit's
+            ``datamodule.train_set`` (a method whose D trains on something else,
+            such as ``distill``'s tilted pool, passes the real set here).
     """
 
     def __init__(self, every: int, samples: int, reference: nn.Module,
                  objective: nn.Module | None, out_dir: Path, early_stop: str = "off",
-                 patience: int = 2, reward_lambda: float = 1.0, seed: int = 0) -> None:
+                 patience: int = 2, reward_lambda: float = 1.0, seed: int = 0,
+                 real: Dataset | None = None) -> None:
         if early_stop not in EARLY_STOP:
             raise UsageError(f"tune.early_stop={early_stop!r} is unknown; choose one of: "
                              f"{', '.join(EARLY_STOP)}")
@@ -128,6 +133,7 @@ class TuningWatchCallback(L.Callback):
         self.rule = LowerBoundStop(patience)
         self.reward_lambda = reward_lambda
         self.seed = seed
+        self.real = real
         self.rows: list[dict[str, float]] = []
         self.measured_at: int | None = None
 
@@ -137,7 +143,8 @@ class TuningWatchCallback(L.Callback):
         if self.early_stop != "off" and not hasattr(pl_module.estimator, "members"):
             raise UsageError(f"tune.early_stop={self.early_stop} watches the ensemble's "
                              "disagreement; estimate with estimator.members=3 (or more)")
-        self.probe = QualityProbe(trainer.datamodule.train_set, self.samples,
+        real = self.real if self.real is not None else trainer.datamodule.train_set
+        self.probe = QualityProbe(real, self.samples,
                                   pl_module.latent_dim, pl_module.num_classes, pl_module.device,
                                   seed=self.seed)
         self.start = render(self.reference.to(pl_module.device), self.probe.z, self.probe.labels)

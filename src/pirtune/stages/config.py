@@ -207,6 +207,9 @@ class TuneConfig(Section):
 
     name: ClassVar[str] = "tune"
     positive: ClassVar[tuple[str, ...]] = ("steps", "checkpoint_every")
+    # Runs named before tune.method existed tuned with the gradient method.
+    added: ClassVar[dict[str, Any]] = {
+        "method._target_": "pirtune.tuning.gradient.GradientMethod", "method": None}
     not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "compile_mode", "whole_step",
                                               "channels_last", "checkpoint_every",
                                               "hidden_objective")
@@ -232,9 +235,16 @@ class TuneConfig(Section):
     early_stop_patience: int = 2    # checks without a better lower bound before stopping
     objective: Any = None           # the gold objective of the checks; None: no gold
     hidden_objective: bool = False  # the PIR data are a simulated crowd's picks: objective is gold
+    # How the estimator steers (pirtune.tuning): a _target_ and its own settings; None or
+    # the gradient method is the paper's (every key above is its settings).
+    method: Any = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not isinstance(self.method, str):   # the schema's defaults hold interpolations
+            from pirtune.tuning import build_method  # it imports this module's schema
+
+            build_method(self.method).check(None, self.reward)
         choices = {"reward": REWARDS, "anchor_space": ANCHOR_SPACES, "early_stop": EARLY_STOP}
         for key, allowed in choices.items():
             value = getattr(self, key)
@@ -346,6 +356,15 @@ class TrainConfig:
     objective: Any = MISSING
     trainer: Any = MISSING
     logger: Any = None
+
+    def __post_init__(self) -> None:
+        # Refused here, before collect and estimate: a tuning that cannot run at the end.
+        members = self.estimator.members
+        if (self.tune.reward == "conservative" and isinstance(members, int) and members < 2
+                and self.stage in ("loop", "tune")):
+            raise UsageError(f"tune.reward=conservative needs an ensemble, but estimator."
+                             f"members={members}; set estimator.members=3 (or more), or "
+                             "tune.reward=mean")
 
     def loop(self) -> LoopConfig:
         """The loop's section: its rounds and the four stages' sections."""
