@@ -216,14 +216,15 @@ def compose_jobs(args: list[str], scratch: Path) -> list:
 
     The same checks ``pirtune-train`` makes before a stage runs: group options
     that exist, Hydra's composition over the typed schema, and the typed
-    sections (``pirtune.train.settings``).
+    sections (``pirtune.compose.settings``).
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
+    from pirtune.compose import check_group_overrides, register_resolvers, settings
     from pirtune.errors import UsageError
-    from pirtune.train import CONFIG_DIR, check_group_overrides, register_resolvers, settings
+    from pirtune.paths import CONFIG_DIR
 
     register_resolvers()
     try:

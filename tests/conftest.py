@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from pirtune import train
+from pirtune.compose import register_resolvers
 from pirtune.paths import CONFIG_DIR
-from pirtune.train import register_resolvers
 
 register_resolvers()
 torch.set_num_threads(1)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from pirtune.compose import check_group_overrides
 from pirtune.errors import UsageError
 from pirtune.paths import CONFIG_DIR
-from pirtune.train import check_group_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONFIG_DIR / "trainer").glob("*.yaml"))
@@ -20,7 +20,7 @@ TRAINERS = sorted(p.stem for p in (CONFIG_DIR / "trainer").glob("*.yaml"))
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_instantiates(make_cfg, experiment):
-    from pirtune.train import settings
+    from pirtune.compose import settings
 
     cfg = make_cfg(f"experiment={experiment}", "data.num_images=4", "data.batch_size=4",
                    "data.cache_dir=null", tiny=False)
@@ -40,7 +40,7 @@ def test_experiment_composes_and_instantiates(make_cfg, experiment):
 
 
 def test_paper_experiment_builds_the_papers_networks_and_optimisers(make_cfg):
-    from pirtune.train import settings
+    from pirtune.compose import settings
 
     cfg = make_cfg("experiment=paper", tiny=False)
     module = instantiate(cfg.model)
@@ -109,11 +109,11 @@ def test_the_make_run_configuration_builds_its_stages_loggers_and_progress_bar(t
     from lightning.pytorch.callbacks import RichProgressBar
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+    from pirtune.compose import settings, the_run
     from pirtune.models.bundle import load_bundle, render
     from pirtune.objectives import build_objective
     from pirtune.stages.tracking import track
     from pirtune.stages.training import trainer
-    from pirtune.train import settings, the_run
 
     monkeypatch.setenv("PIRTUNE_HOME", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no W&B credentials
@@ -272,8 +272,8 @@ def test_a_value_of_the_wrong_type_fails_at_composition(make_cfg):
 
 
 def test_stages_get_their_own_typed_sections(make_cfg):
+    from pirtune.compose import settings
     from pirtune.stages.config import CollectConfig, EstimatorConfig, TrainConfig, TuneConfig
-    from pirtune.train import settings
 
     typed = settings(make_cfg("objective=color_red", "seed=7", "tune.w_pir=10"))
     assert isinstance(typed, TrainConfig) and isinstance(typed.collect, CollectConfig)

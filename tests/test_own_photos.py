@@ -18,7 +18,7 @@ from pirtune.errors import UsageError
 from pirtune.evaluation import load_evaluations
 from pirtune.models.bundle import load_bundle
 from pirtune.paths import CONFIG_DIR
-from pirtune.stages import naming
+from pirtune.stages import STAGES, naming
 from pirtune.webapp import export, serve
 
 CLASSES = ("beach", "forest")
@@ -108,7 +108,7 @@ def test_own_photos_pretrain_loop_serve_export_estimate(photos, compose_cfg, tmp
 
 def test_the_loop_pretrains_a_missing_photo_generator_first(photos, compose_cfg, monkeypatch):
     ran = []
-    monkeypatch.setitem(train.STAGES, "loop", lambda cfg, run: ran.append(cfg.generator_ckpt)
+    monkeypatch.setitem(STAGES, "loop", lambda cfg, run: ran.append(cfg.generator_ckpt)
                         or run.dir)
     loop = compose_cfg("data=imagefolder", f"data.root={photos}", *QUICK)
     assert train.run(loop) == Path(loop.run_dir)

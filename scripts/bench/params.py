@@ -17,9 +17,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
+from pirtune.compose import register_resolvers
 from pirtune.models.bundle import load_bundle
-from pirtune.paths import SHIPPED_GENERATOR
-from pirtune.train import CONFIG_DIR, register_resolvers
+from pirtune.paths import CONFIG_DIR, SHIPPED_GENERATOR
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -130,9 +130,9 @@ def objective_names(extra: list[str]) -> dict[str, str]:
     """Each objective option's run label, ``<scale>-<objective>``: its run folders' name."""
     from hydra import compose, initialize_config_dir
 
+    from pirtune.compose import register_resolvers
     from pirtune.paths import CONFIG_DIR
     from pirtune.stages.naming import run_label
-    from pirtune.train import register_resolvers
 
     register_resolvers()
     names = {}

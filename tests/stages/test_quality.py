@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from pirtune import train
+from pirtune.compose import settings
 from pirtune.data.procedural import render_batch
 from pirtune.errors import UsageError
 from pirtune.metrics import (
@@ -111,12 +112,12 @@ def test_config_errors_fail_before_the_stage(make_cfg):
     with pytest.raises(ConfigCompositionException, match="pretrain.quality_samples"):
         make_cfg("pretrain.quality_samples=half")
     with pytest.raises(UsageError, match="quality.samples=0 must be at least 1"):
-        train.settings(make_cfg("quality.samples=0"))
+        settings(make_cfg("quality.samples=0"))
     with pytest.raises(UsageError, match="quality.k=16 nearest neighbours"):
-        train.settings(make_cfg("quality.k=16"))
+        settings(make_cfg("quality.k=16"))
     with pytest.raises(UsageError, match="pretrain.quality_samples=3 must be 0"):
-        train.settings(make_cfg("pretrain.quality_samples=3"))
-    assert train.settings(make_cfg("quality.features=inception")).quality.features.value == \
+        settings(make_cfg("pretrain.quality_samples=3"))
+    assert settings(make_cfg("quality.features=inception")).quality.features.value == \
         "inception"
 
 

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from pirtune import train
+from pirtune.compose import settings
 from pirtune.evaluation import load_evaluations
 from pirtune.models.watch import WATCH_NAME, WATCH_SUMMARY, LowerBoundStop, rms_distance
 from pirtune.report import HEADINGS
@@ -148,7 +149,7 @@ def test_bad_options_are_refused_in_one_line_naming_the_value(make_cfg, override
 
     cfg = make_cfg(*override.split())
     with pytest.raises(UsageError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        train.settings(cfg)
+        settings(cfg)
 
 
 def test_watching_leaves_the_papers_tuning_exactly_as_it_was(make_cfg, tiny_generator, tmp_path):

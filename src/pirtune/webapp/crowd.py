@@ -87,9 +87,9 @@ def compose_objective(name: str, overrides: Sequence[str] = ()) -> torch.nn.Modu
     """The objective ``objective=<name>`` composes to (with ``overrides``), built."""
     from hydra import compose, initialize_config_dir
 
+    from pirtune.compose import check_group_overrides, register_resolvers
     from pirtune.objectives import build_objective
     from pirtune.paths import CONFIG_DIR
-    from pirtune.train import check_group_overrides, register_resolvers
 
     check_group_overrides([f"objective={name}"])
     register_resolvers()
