@@ -294,6 +294,9 @@ class Sampler(nn.Module):
         self.latent_dim: int = generator.latent_dim
         self.num_classes: int = generator.num_classes
         self.resolution: int = generator.resolution
+        # A wrapper made around a generator in eval mode is in eval mode, so ``render``
+        # restores it to eval (a frozen G must never see batch statistics).
+        self.train(generator.training)
 
     @property
     def method(self) -> str:
