@@ -152,7 +152,8 @@ class LatentMethod(TuningMethod):
         done = fit(ctx, build, steps, real=datamodule.train_set, gan=False)
         if done is not None:
             module, meta = done
-            ctx.tracker.metrics({"tune/latent/kl": float(module.prior.kl().mean().detach())}, step=0)
+            kl = float(module.prior.kl().mean().detach())
+            ctx.tracker.metrics({"tune/latent/kl": kl}, step=0)
             ctx.save(Tuned(module.generator, module.discriminator, module.iteration),
                      meta["model"], sampler=sampler_state(module.sampler))
 
