@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from pirtune import train
 from pirtune.compose import settings
 from pirtune.errors import UsageError
 from pirtune.estimator.module import load_estimator, read_estimator_file
@@ -22,7 +17,6 @@ from pirtune.models.bundle import (
     load_sampler,
     render,
 )
-from pirtune.paths import CONFIG_DIR
 from pirtune.tuning import build_method
 from pirtune.tuning.distill import (
     DistillModule,
@@ -32,42 +26,11 @@ from pirtune.tuning.distill import (
 )
 from pirtune.tuning.latent import LatentPriorModule
 
-LOOP = ["collect.num_images=24", "collect.impressions=50", "collect.batch_size=12",
-        "estimator.epochs=1", "estimator.batch_size=8", "tune.steps=3",
-        "tune.checkpoint_every=1", "evaluate.num_samples=16", "evaluate.batch_size=8"]
-
-
-def _compose(run_dir: Path, overrides: list[str], generator: Path, tiny: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=[f"run_dir={run_dir}", *tiny,
-                                                       f"generator_ckpt={generator}", *LOOP,
-                                                       *overrides])
-
-
-@pytest.fixture(scope="module")
-def estimated(tmp_path_factory, tiny_generator, tiny_overrides) -> Path:
-    """A run directory after collect and estimate (the tiny generator, color_blue)."""
-    run = tmp_path_factory.mktemp("estimated") / "run"
-    cfg = _compose(run, [], tiny_generator, tiny_overrides)
-    train.run(cfg, "collect")
-    train.run(cfg, "estimate")
-    return run
-
-
-def _tuned(tmp_path: Path, estimated: Path, tiny_generator: Path, tiny: list[str],
-           *overrides: str) -> Path:
-    """Tune a copy of ``estimated`` with ``overrides``; the tuned bundle's path."""
-    run = tmp_path / "run"
-    shutil.copytree(estimated, run)
-    cfg = _compose(run, list(overrides), tiny_generator, tiny)
-    return train.run(cfg, "tune")
-
-
 # -- select --------------------------------------------------------------------------
 
 def test_select_keeps_only_images_the_generator_draws_and_the_best_of_them(
-        tmp_path, estimated, tiny_generator, tiny_overrides):
-    out = _tuned(tmp_path, estimated, tiny_generator, tiny_overrides, "tune=select",
+        tune_copy, tiny_generator):
+    out = tune_copy("tune=select",
                  "tune.method.calibration=40", "tune.method.acceptance=0.25")
     sampler, meta = load_sampler(out)
     generator, _, _ = load_bundle(tiny_generator)
@@ -176,9 +139,9 @@ def test_latent_training_moves_the_prior_and_nothing_else(tiny_generator, estima
             torch.testing.assert_close(p, frozen[name], rtol=0, atol=0)
 
 
-def test_latent_bundle_round_trips_and_draws_through_the_prior(
-        tmp_path, estimated, tiny_generator, tiny_overrides):
-    out = _tuned(tmp_path, estimated, tiny_generator, tiny_overrides, "tune=latent",
+def test_latent_bundle_round_trips_and_draws_through_the_prior(tmp_path, tune_copy,
+                                                               tiny_generator):
+    out = tune_copy("tune=latent",
                  "tune.eval_every=1", "tune.method.lr=0.5")
     sampler, meta = load_sampler(out)
     assert sampler.method == "latent" and meta["sampler"]["form"] == "shift"
@@ -220,9 +183,9 @@ def test_distill_never_backpropagates_through_the_estimator(tiny_generator, esti
     assert all(p.grad is None for p in estimator.parameters())
 
 
-def test_distill_tunes_on_the_tilted_pool_and_writes_a_plain_bundle(
-        tmp_path, estimated, tiny_generator, tiny_overrides):
-    out = _tuned(tmp_path, estimated, tiny_generator, tiny_overrides, "tune=distill",
+def test_distill_tunes_on_the_tilted_pool_and_writes_a_plain_bundle(tmp_path, tune_copy,
+                                                                    tiny_generator):
+    out = tune_copy("tune=distill",
                  "tune.method.pool=64", "tune.eval_every=1", "tune.lr=0.01")
     sampler, meta = load_sampler(out)
     assert sampler.method == "plain" and "sampler" not in meta
