@@ -232,12 +232,21 @@ class Quality:
 def figure_table(columns: Mapping[str, Quality], classes: Sequence[str]) -> list[str]:
     """A Markdown table with a row per figure and a column per set (e.g. a generator and
     the real-vs-real floor); ``classes`` names the class indices."""
-    cells = {name: q.cells(classes) for name, q in columns.items()}
-    labels = list(next(iter(cells.values())))
+    return cells_table({name: q.cells(classes) for name, q in columns.items()})
+
+
+def cell_rows(columns: Mapping[str, Mapping[str, str]]) -> list[list[str]]:
+    """Cells by column and row label as rows [label, a cell per column]: in the order the
+    labels first appear, "–" where a column has no such row."""
+    labels = dict.fromkeys(label for cells in columns.values() for label in cells)
+    return [[label, *(cells.get(label, "–") for cells in columns.values())] for label in labels]
+
+
+def cells_table(columns: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """A Markdown table of cells by column and row label (``cell_rows``)."""
     return ["| figure | " + " | ".join(columns) + " |",
             "|---|" + "---:|" * len(columns),
-            *(f"| {label} | " + " | ".join(c[label] for c in cells.values()) + " |"
-              for label in labels)]
+            *("| " + " | ".join(row) + " |" for row in cell_rows(columns))]
 
 
 def quality_from_features(real: Tensor, fake: Tensor, k: int = 5, kid_subsets: int = 50,
