@@ -198,7 +198,7 @@ def test_real_scenes_score_at_the_floor_and_the_shipped_generator_above(make_cfg
              "quality.kid_subsets=10"]
     shipped = json.loads(train.run(make_cfg("stage=quality", *sizes,
                                             f"run_dir={tmp_path / 'shipped'}")).read_text())
-    monkeypatch.setattr(quality_stage, "load_bundle", lambda path: (RealScenes(), None, {}))
+    monkeypatch.setattr(quality_stage, "load_sampler", lambda path: (RealScenes(), {}))
     real = json.loads(train.run(make_cfg("stage=quality", *sizes,
                                          f"run_dir={tmp_path / 'real'}")).read_text())
     floor = real["floor"]
