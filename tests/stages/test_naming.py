@@ -19,6 +19,7 @@ RESULT_SETTINGS = ["seed=1", "objective.weights=random", "objective=vgg_pool2",
                    "estimator.epochs=3", "tune.lr=1e-4", "tune.steps=10", "tune.w_pir=5",
                    "data.num_images=100", "data.resolution=16", "data.batch_size=32",
                    "collect.impressions=10", "evaluate.num_samples=10", "quality.samples=100",
+                   "quality.tilt_ess_floor=50",
                    "generator_ckpt=/x/g.pt", "pir_data=/x/pir_data"]
 # How a run is carried out or shown, not what it writes.
 SAME_RESULTS = ["logger=csv", "progress=false", "data.num_workers=3", "trainer=gpu",
@@ -76,6 +77,9 @@ def test_each_stage_hashes_only_what_it_reads():
     assert loop == _names("stage=estimate")[0] and tuned != loop
     assert pretrain.startswith("cpu-pretrain-") and pretrain_seeded != pretrain
     assert pretrain_tuned == pretrain  # pre-training reads no tuning setting
+    # The quality stage reads the objective: it weights the tilted real set.
+    quality, other_objective = _names("stage=quality", "stage=quality objective=vgg_pool2")
+    assert quality.startswith("cpu-quality-") and other_objective != quality
 
 
 def test_photos_pretrain_under_their_own_name_and_the_loop_starts_from_them(tmp_path):

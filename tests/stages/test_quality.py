@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,8 +27,10 @@ from pirtune.metrics import (
     kid_from_features,
     load_encoder,
     precision_recall,
+    tilted_quality,
 )
 from pirtune.models.bundle import load_bundle, render
+from pirtune.objectives import build_objective
 
 # The module, not the function `pirtune.stages.quality` that shadows it.
 quality_stage = importlib.import_module("pirtune.stages.quality")
@@ -35,13 +39,32 @@ FIGURES = {"fid", "kid", "kid_sd", "precision", "recall", "density", "coverage",
            "class_accuracy"}
 
 
+def _drawn(cfg, generator_path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The stage's images again: both real sets (the data's first 32 scenes in a
+    permutation seeded with quality.seed), the second set's classes, and the generated
+    images from the generator's seeded latents."""
+    dataset = instantiate(cfg.data)
+    dataset.setup("fit")
+    images, labels = dataset.train_set.tensors
+    order = torch.randperm(32, generator=torch.Generator().manual_seed(0))
+    generator, _, _ = load_bundle(generator_path)
+    z = torch.randn(16, generator.latent_dim, generator=torch.Generator().manual_seed(0))
+    return images[order].float() / 255, labels[order[16:]], render(generator, z,
+                                                                   labels[order[16:]])
+
+
 def test_the_stage_writes_the_figures_of_pirtune_metrics(make_cfg, tiny_generator, capsys):
     cfg = make_cfg("stage=quality", f"generator_ckpt={tiny_generator}")
     out = train.run(cfg)
     assert out == Path(cfg.run_dir) / "quality.json"
     saved = json.loads(out.read_text())
     assert set(saved) == {"generator", "round", "classes", "features", "samples", "settings",
-                          "generated", "floor"}
+                          "generated", "floor", "tilted", "tilted_note"}
+    # 32 real images hold no tilt with the default floor of 100 effective ones.
+    assert saved["tilted"] is None
+    assert re.fullmatch(r"the generated mean PIR [0-9.]+ is beyond what the real data hold: "
+                        r".* ESS of [0-9.]+ images, below the floor of 100 .*",
+                        saved["tilted_note"])
     assert set(saved["generated"]) == set(saved["floor"]) == FIGURES
     assert saved["classes"] == ["coast", "mountain"]
     assert saved["features"] == {"name": "landscape", "dim": 128}
@@ -50,17 +73,9 @@ def test_the_stage_writes_the_figures_of_pirtune_metrics(make_cfg, tiny_generato
     printed = capsys.readouterr().out
     assert "| figure | generator | real-vs-real floor |" in printed and "| FID |" in printed
 
-    # The same figures again, from the same images: the data's first 32 scenes in
-    # a permutation seeded with quality.seed, the generator's seeded latents.
-    dataset = instantiate(cfg.data)
-    dataset.setup("fit")
-    images, labels = dataset.train_set.tensors
-    order = torch.randperm(32, generator=torch.Generator().manual_seed(0))
-    real, other, other_labels = (images[order[:16]].float() / 255,
-                                 images[order[16:]].float() / 255, labels[order[16:]])
-    generator, _, _ = load_bundle(tiny_generator)
-    z = torch.randn(16, generator.latent_dim, generator=torch.Generator().manual_seed(0))
-    fake = render(generator, z, other_labels)
+    # The same figures again, from the same images.
+    both, other_labels, fake = _drawn(cfg, tiny_generator)
+    real, other = both[:16], both[16:]
     encoder = load_encoder()
     for name, images_ in (("generated", fake), ("floor", other)):
         a, b = extract(encoder, real), extract(encoder, images_)
@@ -81,6 +96,48 @@ def test_the_stage_writes_the_figures_of_pirtune_metrics(make_cfg, tiny_generato
     assert float(row["quality/generated/fid"]) == pytest.approx(saved["generated"]["fid"])
     assert float(row["quality/floor/class_accuracy_coast"]) == saved["floor"]["class_accuracy"][
         "coast"]
+
+
+def test_the_stage_scores_against_the_tilted_real_set(make_cfg, tiny_generator, capsys):
+    cfg = make_cfg("stage=quality", f"generator_ckpt={tiny_generator}",
+                   "quality.tilt_ess_floor=4")
+    saved = json.loads(train.run(cfg).read_text())
+    assert saved["tilted_note"] is None
+    assert saved["settings"]["objective"] == "color_blue"
+    assert saved["settings"]["tilt_ess_floor"] == 4
+    # Again from the same images: the pool is both real sets, scored by the objective.
+    real, _, fake = _drawn(cfg, tiny_generator)
+    objective = build_objective(cfg.objective)
+    encoder = load_encoder()
+    expected = tilted_quality(extract(encoder, real), objective(real).double(),
+                              extract(encoder, fake), float(objective(fake).double().mean()),
+                              k=5, seed=0, ess_floor=4)
+    assert saved["tilted"] == pytest.approx(dataclasses.asdict(expected), rel=1e-6)
+    assert (saved["tilted"]["pool"], saved["tilted"]["resampled"]) == (32, 16)
+    printed = capsys.readouterr().out
+    assert "| figure | generator | real-vs-real floor | generator vs tilted real |" in printed
+    assert f"| ESS | – | – | {expected.ess:.0f} of 32 (" in printed
+    [log] = (Path(cfg.run_dir) / "logs" / "quality").rglob("metrics.csv")
+    row = next(csv.DictReader(log.open()))
+    assert float(row["quality/tilted/fid"]) == pytest.approx(expected.fid)
+    assert float(row["quality/tilted/ess"]) == pytest.approx(expected.ess)
+
+
+def test_without_a_true_objective_the_record_says_why(make_cfg, tiny_generator, tmp_path):
+    for off, reason in (("use_objective=false", "data=interactions"),
+                        ("objective=null", "quality.objective=null")):
+        cfg = make_cfg("stage=quality", f"generator_ckpt={tiny_generator}", f"quality.{off}",
+                       f"run_dir={tmp_path / off.split('=')[0]}")
+        saved = json.loads(train.run(cfg).read_text())
+        assert saved["tilted"] is None and saved["settings"]["objective"] is None
+        assert saved["tilted_note"].startswith("no true objective scores the real images")
+        assert reason in saved["tilted_note"]
+    # The web app's picks have no true objective, unless a simulated crowd's is hidden.
+    interactions = ["data=interactions", "data.path=/nowhere/interactions.db"]
+    assert make_cfg(*interactions, tiny=False).quality.use_objective is False
+    assert make_cfg(*interactions, "data.hidden_objective=true",
+                    tiny=False).quality.use_objective is True
+    assert make_cfg().quality.use_objective is True
 
 
 def test_the_stage_resumes_and_refuses_another_config(make_cfg, tiny_generator, capsys,
@@ -142,7 +199,7 @@ def test_real_scenes_score_at_the_floor_and_the_shipped_generator_above(make_cfg
              "quality.kid_subsets=10"]
     shipped = json.loads(train.run(make_cfg("stage=quality", *sizes,
                                             f"run_dir={tmp_path / 'shipped'}")).read_text())
-    monkeypatch.setattr(quality_stage, "load_bundle", lambda path: (RealScenes(), None, {}))
+    monkeypatch.setattr(quality_stage, "load_sampler", lambda path: (RealScenes(), {}))
     real = json.loads(train.run(make_cfg("stage=quality", *sizes,
                                          f"run_dir={tmp_path / 'real'}")).read_text())
     floor = real["floor"]

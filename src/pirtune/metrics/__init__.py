@@ -18,7 +18,9 @@ k-nearest-neighbour metrics are computed here on the same features:
 
 A figure means little alone: ``floor`` scores two disjoint halves of the real
 data against each other, the value a perfect generator would get at that
-sample size.
+sample size. A tuned generator is meant to leave the real distribution:
+``tilted_quality`` scores it against real images reweighted to its gain in
+true PIR (``tilted``), what the real data would give at the same gain.
 """
 
 from pirtune.metrics.encoder import LandscapeEncoder, blur, colour_shift, load_encoder
@@ -39,11 +41,15 @@ from pirtune.metrics.quality import (
     quality,
     quality_from_features,
 )
+from pirtune.metrics.tilted import Tilt, TiltedQuality, TiltError, resample, tilt, tilted_quality
 
 __all__ = [
     "FEATURES",
     "LandscapeEncoder",
     "Quality",
+    "Tilt",
+    "TiltError",
+    "TiltedQuality",
     "blur",
     "class_accuracy",
     "colour_shift",
@@ -61,4 +67,7 @@ __all__ = [
     "precision_recall",
     "quality",
     "quality_from_features",
+    "resample",
+    "tilt",
+    "tilted_quality",
 ]

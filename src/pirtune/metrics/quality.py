@@ -135,12 +135,35 @@ def _radii(features: Tensor, k: int) -> Tensor:
     return distances.kthvalue(k + 1, dim=1).values  # the 1st is the sample itself (0)
 
 
-def precision_recall(real: Tensor, fake: Tensor, k: int = 5) -> tuple[float, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) of features [N, d], [M, d]."""
+def precision_recall(real: Tensor, fake: Tensor, k: int = 5,
+                     real_counts: Tensor | None = None) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of features [N, d], [M, d].
+
+    Args:
+        real: the real samples' features [N, d].
+        fake: the generated samples' features [M, d].
+        k: the k-th nearest neighbour's distance is each sample's radius.
+        real_counts: how many times each real sample stands in the real set [N] (a
+            multiset resampled with replacement, given by its distinct points): the real
+            radii come from the distinct points, since a repeated point's k-NN radius
+            would shrink to 0, and recall counts each point with its multiplicity.
+            ``None``: each once.
+    """
     real_radii, fake_radii = _radii(real, k), _radii(fake, k)
     cross = torch.cdist(fake, real)                                       # [M, N]
     precision = (cross <= real_radii[None, :]).any(dim=1).double().mean()
-    recall = (fake_radii[None, :] >= cross.T).any(dim=1).double().mean()
+    covered = (fake_radii[None, :] >= cross.T).any(dim=1).double()       # [N]
+    if real_counts is None:
+        recall = covered.mean()
+    else:
+        if real_counts.shape != (len(real),):
+            raise UsageError(f"real_counts must hold one count per real sample ({len(real)}), "
+                             f"not shape {tuple(real_counts.shape)}")
+        if bool((real_counts < 1).any()):
+            raise UsageError(f"real_counts must be at least 1 (a real sample in the set), not "
+                             f"{real_counts.min().item()}; leave out the samples not in it")
+        counts = real_counts.double()
+        recall = (covered * counts).sum() / counts.sum()
     return float(precision), float(recall)
 
 
@@ -209,12 +232,21 @@ class Quality:
 def figure_table(columns: Mapping[str, Quality], classes: Sequence[str]) -> list[str]:
     """A Markdown table with a row per figure and a column per set (e.g. a generator and
     the real-vs-real floor); ``classes`` names the class indices."""
-    cells = {name: q.cells(classes) for name, q in columns.items()}
-    labels = list(next(iter(cells.values())))
+    return cells_table({name: q.cells(classes) for name, q in columns.items()})
+
+
+def cell_rows(columns: Mapping[str, Mapping[str, str]]) -> list[list[str]]:
+    """Cells by column and row label as rows [label, a cell per column]: in the order the
+    labels first appear, "–" where a column has no such row."""
+    labels = dict.fromkeys(label for cells in columns.values() for label in cells)
+    return [[label, *(cells.get(label, "–") for cells in columns.values())] for label in labels]
+
+
+def cells_table(columns: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """A Markdown table of cells by column and row label (``cell_rows``)."""
     return ["| figure | " + " | ".join(columns) + " |",
             "|---|" + "---:|" * len(columns),
-            *(f"| {label} | " + " | ".join(c[label] for c in cells.values()) + " |"
-              for label in labels)]
+            *("| " + " | ".join(row) + " |" for row in cell_rows(columns))]
 
 
 def quality_from_features(real: Tensor, fake: Tensor, k: int = 5, kid_subsets: int = 50,

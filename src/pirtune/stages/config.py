@@ -25,6 +25,7 @@ from omegaconf import MISSING
 
 from pirtune.errors import UsageError
 from pirtune.metrics.features import FEATURES
+from pirtune.metrics.tilted import DEFAULT_ESS_FLOOR
 
 # The feature spaces of the quality metrics: an Enum, so a misspelt name fails
 # when Hydra composes the command line.
@@ -290,7 +291,8 @@ class QualityConfig(Section):
     """A generator's samples against real images (``pirtune.metrics``), beside the floor."""
 
     name: ClassVar[str] = "quality"
-    positive: ClassVar[tuple[str, ...]] = ("samples", "k", "kid_subsets", "batch_size")
+    positive: ClassVar[tuple[str, ...]] = ("samples", "k", "kid_subsets", "batch_size",
+                                           "tilt_ess_floor")
     not_results: ClassVar[tuple[str, ...]] = (*_UNUSED_DATA, "batch_size", "device", "in_loop")
 
     in_loop: bool = True            # the loop scores its generators (false: a sweep skips it)
@@ -303,6 +305,10 @@ class QualityConfig(Section):
     device: str = "auto"            # where the generator and features run: auto|cpu|cuda
     generator: str = MISSING        # the bundle stage=quality scores (the loop: its own)
     data: Any = MISSING             # the data group: the real images
+    # The tilted real set (pirtune.metrics.tilted): both real sets weighted by the true objective.
+    objective: Any = None           # the objective group; None: no tilted real set
+    use_objective: bool = True      # false: no true objective (real people's interactions)
+    tilt_ess_floor: int = DEFAULT_ESS_FLOOR  # fewest effective real images the tilt may keep
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,11 +5,22 @@ procedural scenes or the ImageFolder in ``data.root``) and ``samples``
 generated images (seeded latents, the classes of the second real set), and
 scores the generated set and the second real set (the real-vs-real floor)
 against the first with ``pirtune.metrics``: FID, KID mean ± SD, precision,
-recall, density, coverage and class accuracy per class. ``quality.json``
-(``pirtune.metrics.record``) keeps them with the features and sample counts;
-they are logged as ``quality/{generated,floor}/<figure>`` and printed as a
-table. The loop scores its generator before tuning (``quality_base.json``)
-and each round's tuned generator (the round's ``quality.json``).
+recall, density, coverage and class accuracy per class.
+
+With a true objective (``quality.objective``; none on real people's
+interactions), the generated set is also scored against the tilted real set
+(``pirtune.metrics.tilted``): the pool is both real sets (2 × ``samples``
+images, so it holds twice the generated set), weighted ∝ exp(β·PIR) by their
+true PIRs so that their mean is the generated set's, and ``samples`` images
+are resampled from it, the generated set's size, so FID's small-sample bias
+matches the untilted figure's. Where the tilt would keep fewer effective
+images than ``quality.tilt_ess_floor``, the record says so instead.
+
+``quality.json`` (``pirtune.metrics.record``) keeps the figures with the
+features and sample counts; they are logged as
+``quality/{generated,floor,tilted}/<figure>`` and printed as a table. The loop
+scores its generator before tuning (``quality_base.json``) and each round's
+tuned generator (the round's ``quality.json``).
 """
 
 from __future__ import annotations
@@ -19,20 +30,26 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from torch import nn
 
 from pirtune.errors import UsageError
-from pirtune.metrics import compare, extract, feature_network
+from pirtune.metrics import TiltedQuality, TiltError, compare, extract, feature_network
+from pirtune.metrics import tilted_quality as tilted_figures
+from pirtune.metrics.quality import cell_rows
 from pirtune.metrics.real import class_names, class_reader, draw
 from pirtune.metrics.record import (
     BASE_QUALITY_NAME,
     FLOOR,
     GENERATED,
     QUALITY_NAME,
+    TILTED,
     QualityRecord,
     read_quality,
     write_quality,
 )
 from pirtune.models.bundle import draw_latents, load_sampler, render
+from pirtune.objectives import build_objective
+from pirtune.objectives import score as true_pir
 from pirtune.stages.config import QualityConfig
 from pirtune.stages.rundir import Round, Run, begin_stage
 from pirtune.stages.tracking import StageTracker, parameter_counts, track
@@ -128,6 +145,10 @@ def _score(cfg: QualityConfig, path: Path, round_index: int | None,
                      network, cfg.k, reader, cfg.kid_subsets, cfg.seed, cfg.batch_size,
                      kid_subset_size(cfg.samples))
     feature_dim = int(extract(network, reference[:2]).shape[1])
+    objective, note = _objective(cfg, device)
+    tilted = None
+    if objective is not None:
+        tilted, note = _tilted(cfg, objective, network, real, samples, device)
     return QualityRecord(
         generator=str(path), generated=scores[GENERATED], floor=scores[FLOOR], classes=classes,
         features={"name": cfg.features.value, "dim": feature_dim},
@@ -136,8 +157,39 @@ def _score(cfg: QualityConfig, path: Path, round_index: int | None,
                   "kid_subset_size": kid_subset_size(cfg.samples), "seed": cfg.seed,
                   "data": {"root": cfg.data.get("root"), "resolution": int(real.shape[-1]),
                            "images": len(dataset)},
-                  "generator_iteration": meta.get("iteration")},
-        round=round_index)
+                  "generator_iteration": meta.get("iteration"),
+                  "objective": None if objective is None else objective.name,
+                  "tilt_ess_floor": cfg.tilt_ess_floor},
+        round=round_index, tilted=tilted, tilted_note=note)
+
+
+def _objective(cfg: QualityConfig,
+               device: torch.device) -> tuple[nn.Module | None, str | None]:
+    """The true objective the real images are tilted by, on ``device``, or ``None`` and why."""
+    if not cfg.use_objective:
+        return None, ("no true objective scores the real images: the PIR data are real "
+                      "people's picks (data=interactions without data.hidden_objective)")
+    if cfg.objective is None:
+        return None, "no true objective scores the real images (quality.objective=null)"
+    return build_objective(cfg.objective).to(device), None
+
+
+def _tilted(cfg: QualityConfig, objective: nn.Module, network: nn.Module, real: torch.Tensor,
+            samples: torch.Tensor,
+            device: torch.device) -> tuple[TiltedQuality | None, str | None]:
+    """The generated ``samples`` against both ``real`` sets tilted to their mean true PIR,
+    or ``None`` and the refusal's sentence (the stage goes on without them)."""
+    def pir(images: torch.Tensor) -> torch.Tensor:                      # [N] in [0, 1]
+        return true_pir(lambda batch: objective(batch.to(device)), images, cfg.batch_size)
+
+    try:
+        return tilted_figures(extract(network, real, cfg.batch_size), pir(real),
+                              extract(network, samples, cfg.batch_size),
+                              float(pir(samples).double().mean()), k=cfg.k, seed=cfg.seed,
+                              ess_floor=cfg.tilt_ess_floor), None
+    except TiltError as refusal:
+        log.warning("quality: no tilted real set: %s", refusal)
+        return None, str(refusal)
 
 
 def _log(result: QualityRecord, tracker: StageTracker, step: int) -> None:
@@ -147,10 +199,17 @@ def _log(result: QualityRecord, tracker: StageTracker, step: int) -> None:
         accuracy = figures.pop("class_accuracy") or {}
         values |= {f"quality/{name}/{key}": value for key, value in figures.items()}
         values |= {f"quality/{name}/class_accuracy_{c}": a for c, a in accuracy.items()}
+    if result.tilted is not None:
+        values |= {f"quality/{TILTED}/{key}": value
+                   for key, value in result.tilted.as_dict().items()}
     tracker.metrics(values, step=step)
-    generated, floor = result.generated.cells(result.classes), result.floor.cells(result.classes)
-    tracker.table("quality/figures", ["figure", "generator", "real-vs-real floor"],
-                  [[label, generated[label], floor[label]] for label in generated])
-    log.info("quality: %s: FID %.3f (floor %.3f), precision %.3f (%.3f), recall %.3f (%.3f)",
-             result.generator, result.generated.fid, result.floor.fid, result.generated.precision,
-             result.floor.precision, result.generated.recall, result.floor.recall)
+    columns = result.cells()
+    tracker.table("quality/figures", ["figure", *columns], cell_rows(columns))
+    generated, floor, tilted = result.generated, result.floor, result.tilted
+    log.info("quality: %s: FID %.3f (floor %.3f), precision %.3f (%.3f), recall %.3f (%.3f); %s",
+             result.generator, generated.fid, floor.fid, generated.precision, floor.precision,
+             generated.recall, floor.recall,
+             f"against the tilted real set (ESS {tilted.ess:.0f}, "
+             f"{100 * tilted.ess_share:.1f} %): FID {tilted.fid:.3f}, precision "
+             f"{tilted.precision:.3f}, recall {tilted.recall:.3f}" if tilted is not None
+             else f"no tilted real set: {result.tilted_note}")
