@@ -46,11 +46,15 @@ def gan_trainer(run: Run, callbacks: list[L.Callback], loggers: list[Logger],
 
     Lightning counts two steps per iteration. The epochs those steps span are
     given too (at least: each process sees its share of the batches), so the
-    progress bar reads "Epoch 3/46" rather than "Epoch 3/-2".
+    progress bar reads "Epoch 3/46" rather than "Epoch 3/-2"; and a run shorter
+    than an epoch has an epoch of exactly its iterations, so the bar counts
+    the batches that will run (400/400, not 400/512).
     """
     fit = trainer(run, callbacks, loggers, max_steps=STEPS_PER_ITERATION * iterations)
     batches = max(1, len(datamodule.train_dataloader()) // fit.world_size)
     fit.fit_loop.max_epochs = math.ceil(iterations / batches)
+    if iterations < batches:
+        fit.limit_train_batches = iterations
     return fit
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ class TuneContext:
     rnd: Round
     estimator: FrozenPIREstimator
     tracker: StageTracker
+    started: tuple[float, float] = field(
+        default_factory=lambda: (time.perf_counter(), time.process_time()))
 
     @property
     def out(self) -> Path:
@@ -82,6 +85,10 @@ class TuneContext:
         """Write the round's tuned bundle; log it as a ``generator`` artifact."""
         settings = {key: value for key, value in self.cfg.fingerprint().items()
                     if not key.startswith(("data.", "objective."))}
+        # This sitting's cost (a resumed fit's earlier part is not counted).
+        provenance = {"seconds": round(time.perf_counter() - self.started[0], 1),
+                      "cpu_seconds": round(time.process_time() - self.started[1], 1),
+                      **provenance}
         digest = save_bundle(module, model_cfg, self.out, sampler=sampler,
                              command=self.rnd.run.command, seed=self.cfg.seed,
                              round=self.rnd.index, tuned_from=str(self.rnd.start),
