@@ -165,7 +165,7 @@ def objective_names(extra: list[str]) -> dict[str, str]:
     return names
 
 
-def prepare(root: Path, extra: list[str], jobs: int, log: Path, sweep: Sweep) -> None:
+def prepare(root: Path, extra: list[str], jobs: int, log: Path, planned: Sweep) -> None:
     """Collect each objective once; fit its single estimator (and its ensemble where a
     variant needs one); score the untuned generator once."""
     base = root / "base"
@@ -175,7 +175,7 @@ def prepare(root: Path, extra: list[str], jobs: int, log: Path, sweep: Sweep) ->
     # Quoted: Hydra's override grammar takes an interpolation inside a path only in quotes.
     pirtune(["-m", "stage=collect", f"run_dir='{base}/{where}'",
              f"hydra.sweep.dir={root}/multirun/collect", *sweep], log)
-    for members in sorted({v.members for group in sweep.values() for v in group}):
+    for members in sorted({v.members for group in planned.values() for v in group}):
         pirtune(["-m", "stage=estimate", f"estimator.members={members}",
                  f"run_dir='{base}/{where}-m{members}'", f"pir_data='{base}/{where}/pir_data'",
                  f"hydra.sweep.dir={root}/multirun/estimate-m{members}", *sweep], log)

@@ -52,6 +52,10 @@ def test_the_watch_logs_gold_proxy_quality_and_d_and_the_control_gives_the_speci
             assert 0.0 <= row[key] <= (math.inf if key == "density" else 1.0), key
         assert row["gap"] == pytest.approx(row["proxy_pir"] - row["gold_pir"])
         assert row["fid"] > 0 and row["kid"] == row["kid"] and row["adv_to_pir"] > 0
+    # The tilted yardstick beside them: the real images tilted by the gold to the samples'
+    # mean gold PIR (the start's is close to the real mean, so the tilt is admitted).
+    assert rows[0]["tilted_ess"] >= 16 / 4 and rows[0]["tilted_fid"] > 0
+    assert 0 <= rows[0]["tilted_precision"] <= 1
     # At the start the samples are the untuned generator's: distance 0, then it grows.
     assert rows[0]["distance"] == 0.0 and rows[-1]["distance"] > 0
     assert "proxy_sd" not in rows[0]  # one estimator: no disagreement to show

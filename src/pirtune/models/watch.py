@@ -14,6 +14,10 @@ renders the tuned generator's samples for fixed latents and records:
   when the estimator learned from real interactions);
 * FID, KID, precision, recall, density, coverage and class accuracy against
   real images (``QualityProbe``, as in pre-training);
+* with gold, ``tilted_fid``, ``tilted_precision``, ``tilted_recall`` and
+  ``tilted_ess``: the samples against the probe's real images tilted by the
+  gold to the samples' mean gold PIR (``pirtune.metrics.tilted``; the floor is
+  a quarter of the probe's real images, and a refused tilt leaves them out);
 * ``distance``: the samples' mean RMS pixel distance ([0, 1] scale) from the
   untuned generator's samples for the same latents, the x-axis of Gao et al.;
 * ``d_real_acc``, ``d_fake_acc``: D's accuracy on real images and on these
@@ -52,6 +56,8 @@ from pirtune.errors import UsageError
 from pirtune.estimator.ensemble import conservative_reward, members_of
 from pirtune.files import atomic_write, write_json
 from pirtune.metrics.callback import QualityProbe
+from pirtune.metrics.quality import extract
+from pirtune.metrics.tilted import TiltError, tilted_quality
 from pirtune.models.bundle import render
 from pirtune.models.losses import generator_loss
 from pirtune.objectives import score
@@ -148,8 +154,11 @@ class TuningWatchCallback(L.Callback):
                                   pl_module.latent_dim, pl_module.num_classes, pl_module.device,
                                   seed=self.seed)
         self.start = render(self.reference.to(pl_module.device), self.probe.z, self.probe.labels)
+        self.real_gold = None
         if self.objective is not None:
             self.objective = self.objective.to(pl_module.device)
+            self.real_gold = score(self.objective, self.probe.real.to(pl_module.device),
+                                   len(self.probe.real))
         # A resumed fit keeps the checks made before its checkpoint.
         self.rows = [row for row in _read_rows(self.out_dir / WATCH_NAME)
                      if row["iteration"] < pl_module.iteration]
@@ -184,9 +193,23 @@ class TuningWatchCallback(L.Callback):
             row["gap"] = row["proxy_pir"] - row["gold_pir"]
         _, figures = self.probe.score(images)
         row |= {key: float(value) for key, value in figures.items()}
+        if self.real_gold is not None:
+            row |= self._tilted(images, row["gold_pir"])
         row["distance"] = float(rms_distance(images, self.start).mean())
         row |= self._discriminator(module, images, members)
         return row
+
+    def _tilted(self, images: torch.Tensor, gold: float) -> dict[str, float]:
+        """The samples against the probe's real images tilted to their mean gold PIR."""
+        try:
+            tilted = tilted_quality(self.probe.real_features,
+                                    self.real_gold, extract(self.probe.network, images), gold,
+                                    k=self.probe.k, seed=self.seed,
+                                    ess_floor=len(self.probe.real) / 4)
+        except TiltError:
+            return {}
+        return {"tilted_fid": tilted.fid, "tilted_precision": tilted.precision,
+                "tilted_recall": tilted.recall, "tilted_ess": tilted.ess}
 
     def _discriminator(self, module: L.LightningModule, images: torch.Tensor,
                        members: torch.Tensor) -> dict[str, float]:
