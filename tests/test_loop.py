@@ -94,6 +94,14 @@ def test_two_rounds_write_every_file_and_a_full_report(make_cfg, tiny_generator,
     assert (f"| FID | {before['generated']['fid']:.3f} | {after[1]['generated']['fid']:.3f} | "
             f"{after[2]['generated']['fid']:.3f} | {before['floor']['fid']:.3f} |") in quality
     assert "| class acc. mountain |" in quality
+    # Realism beside the tilted yardstick, a row per generator: scored, or why not.
+    assert "| generator | mean true PIR | precision | FID vs tilted |" in quality
+    for name, record in (("before tuning", before), ("after round 1", after[1])):
+        row = next(line for line in quality.splitlines() if line.startswith(f"| {name} | "))
+        if record["tilted"] is None:
+            assert "| n/a | n/a |" in row and record["tilted_note"]
+        else:
+            assert f"| {record['tilted']['fid']:.3f} |" in row
     assert (run / "report" / "fig6_iterations.png").is_file()
     assert text.count("| color_red | colour / 1 colour |") == 2  # a table row per round
     # Each stage's metrics per round: logs/<stage>/round<r>/ (round 2's apart from round 1's),

@@ -140,8 +140,34 @@ def _quality(runs: Sequence[RunQuality]) -> list[str]:
         lines += ["", f"**{run.run}**: {first.samples['generated']} samples against "
                       f"{first.samples['real']} real images, {first.features['name']} features "
                       f"({first.features['dim']}), k = {first.settings.get('k', 'n/a')}.", "",
-                  *figure_table(columns, first.classes)]
+                  *figure_table(columns, first.classes), "", *_tilted(run)]
     return lines
+
+
+def _tilted(run: RunQuality) -> list[str]:
+    """Realism and the distance to the real data tilted to the same gain, per generator."""
+    records = {**({"before tuning": run.before} if run.before else {}),
+               **{f"after round {index}": r for index, r in run.after.items()}}
+    lines = ["Realism (precision against the real scenes) beside the distance to the real "
+             "scenes tilted by the true objective to the same mean PIR (p ∝ p_real·exp(β·PIR), "
+             "`pirtune.metrics.tilted`; ESS: its effective number of real images). A real "
+             "gain moves a generator away from the untilted real set; it should not move it "
+             "away from the tilted one.", "",
+             "| generator | mean true PIR | precision | FID vs tilted | precision vs tilted "
+             "| recall vs tilted | β | ESS |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    notes = []
+    for name, record in records.items():
+        t = record.tilted
+        if t is None:
+            lines.append(f"| {name} | n/a | {_number(record.generated.precision)} | n/a | n/a "
+                         "| n/a | n/a | n/a |")
+            notes.append(f"{name}: {record.tilted_note or 'not scored'}")
+            continue
+        lines.append(f"| {name} | {_number(t.generated_pir)} | "
+                     f"{_number(record.generated.precision)} | {_number(t.fid)} | "
+                     f"{_number(t.precision)} | {_number(t.recall)} | {_number(t.beta, 2)} | "
+                     f"{t.ess:.0f} |")
+    return lines + (["", *(f"- {note}" for note in notes)] if notes else [])
 
 
 def _specificity(entries: Sequence[Entry]) -> list[str]:
