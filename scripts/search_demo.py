@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from pirtune.models.bundle import load_bundle, render
+from pirtune.models.bundle import load_sampler, render
 from pirtune.paths import SHIPPED_GENERATOR
 from pirtune.search import (
     AxisSearch,
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    generator, _, _ = load_bundle(args.generator)
+    generator, _ = load_sampler(args.generator)
     rng = np.random.default_rng(args.seed)
     start_latent = rng.standard_normal(generator.latent_dim)
     space = SearchSpace.subspace(start_latent, principal_directions(generator, args.k))

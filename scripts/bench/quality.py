@@ -54,7 +54,7 @@ from pirtune.metrics import (  # noqa: E402
 )
 from pirtune.metrics.encoder import SHIPPED  # noqa: E402
 from pirtune.metrics.encoder_training import scenes  # noqa: E402
-from pirtune.models.bundle import load_bundle, render  # noqa: E402
+from pirtune.models.bundle import draw_latents, load_sampler, render  # noqa: E402
 from pirtune.paths import SHIPPED_GENERATOR  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -226,12 +226,12 @@ def main() -> None:
     result["recipes"] = {}
     for spec in generators:
         name, _, path = spec.partition("=")
-        generator, _, meta = load_bundle(path)
+        generator, meta = load_sampler(path)
         result["recipes"][name] = {
             "recipe": recipe(meta["model"]), "iterations": meta.get("iteration"),
             "minutes": minutes.get(name, meta.get("provenance", {}).get("minutes")),
         }
-        z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(args.seed))
+        z = draw_latents(generator, labels, torch.Generator().manual_seed(args.seed))
         samples[name] = render(generator, z, labels)
         sets.append((name, samples[name]))
     scores = compare(real, {name: (images, labels) for name, images in sets}, network, K,

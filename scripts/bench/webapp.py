@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from pirtune.models.bundle import load_bundle  # noqa: E402
+from pirtune.models.bundle import load_sampler  # noqa: E402
 from pirtune.paths import SHIPPED_GENERATOR  # noqa: E402
 from pirtune.search import SimulatedPerson  # noqa: E402
 from pirtune.search.space import SearchSpace  # noqa: E402
@@ -88,7 +88,7 @@ def _images(client: httpx.Client | TestClient, state: dict) -> int:
 
 def in_process(checkpoint: Path, sessions: int, rounds: int) -> dict:
     """Per-round latency of one person at a time through ``TestClient`` (one torch thread)."""
-    generator, _, meta = load_bundle(checkpoint)
+    generator, meta = load_sampler(checkpoint)
     generator.eval()
     starts, times = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,7 +187,7 @@ def _start_and_answer(client: TestClient, space: dict, seed: int) -> None:
 
 def memory(checkpoint: Path, sessions: int, cap: int) -> dict:
     """MiB per live session (k = 8 and the full space), and the growth with the cache capped."""
-    generator, _, meta = load_bundle(checkpoint)
+    generator, meta = load_sampler(checkpoint)
     generator.eval()
     torch.set_num_threads(1)
     result = {"sessions": sessions, "cap": cap}
@@ -217,7 +217,7 @@ def memory(checkpoint: Path, sessions: int, cap: int) -> dict:
 
 def limits() -> dict:
     """The default limits on new sessions, hit by one fast client and then by many."""
-    generator, _, meta = load_bundle(SHIPPED_GENERATOR)
+    generator, meta = load_sampler(SHIPPED_GENERATOR)
     generator.eval()
     defaults = Limits()
     result = {"window_s": defaults.window_s, "per_client": defaults.sessions_per_client,
