@@ -114,11 +114,11 @@ def variants(smoke: bool) -> Sweep:
                                                "method.calibration": 20}),
                  _latent(0.01), Variant("distill", {"method.keep": 0.5, "method.pool": 64})]
         return {option: group for option in OBJECTIVES}
-    others = [_paper(400), _select(0.3), _select(0.1), _latent(0.01), _latent(0.001),
+    others = [_paper(400), _select(0.3), _select(0.1), _latent(0.03), _latent(0.01),
               _distill(0.3), _distill(0.1)]
     return {
         "color_blue": [_paper(400), _paper(200), _select(0.5), _select(0.3), _select(0.15),
-                       _latent(0.03), _latent(0.01), _latent(0.003),
+                       _latent(0.1), _latent(0.03), _latent(0.01),
                        _distill(0.5), _distill(0.3), _distill(0.15)],
         "color_green_red": others,
         "color_red_blue": others,
