@@ -46,7 +46,13 @@ class TuningMethod:
     name = ""
 
     def check(self, estimator: Any, reward: str) -> None:
-        """Refuse an estimator this method cannot use (before any work)."""
+        """Refuse a reward or an estimator this method cannot use (before any work).
+
+        ``estimator`` is ``None`` when the config is checked before the loop starts.
+        """
+        from pirtune.tuning.reward import check_reward
+
+        check_reward(reward, estimator)
 
     def tune(self, ctx: TuneContext) -> None:
         """Write ``ctx.out`` from ``ctx.rnd.start`` and ``ctx.estimator``."""

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import Dataset
 
+from pirtune.errors import UsageError
 from pirtune.estimator.module import FrozenPIREstimator
 from pirtune.models.acgan import STEPS_PER_ITERATION
 from pirtune.models.bundle import load_bundle, save_bundle
@@ -79,6 +80,16 @@ class TuneContext:
                                    objective, self.rnd.dir, self.cfg.early_stop,
                                    self.cfg.early_stop_patience, self.cfg.reward_lambda,
                                    seed=self.cfg.seed, real=real)
+
+    def plain_start(self, method: str) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
+        """The round's start bundle (generator, discriminator, metadata); refused when it
+        already draws through a sampler, which ``method`` cannot build on."""
+        generator, discriminator, meta = load_bundle(self.rnd.start)
+        if meta.get("sampler") is not None:
+            raise UsageError(f"{self.rnd.start} draws through a {meta['sampler']['method']} "
+                             f"sampler; tune.method={method} starts from a plain generator "
+                             "(iterations=1, or tune=pir or distill before it)")
+        return generator, discriminator, meta
 
     def save(self, module: L.LightningModule | Tuned, model_cfg: dict[str, Any],
              sampler: dict[str, Any] | None = None, **provenance: Any) -> str:

@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from pirtune.errors import UsageError
 from pirtune.models.acgan import ACGANModule
-from pirtune.models.bundle import draw, load_bundle
+from pirtune.models.bundle import draw
 from pirtune.tuning import TuningMethod
 from pirtune.tuning.base import TuneContext, fit
-from pirtune.tuning.reward import Reward, check_reward
+from pirtune.tuning.reward import Reward
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +125,10 @@ class DistillMethod(TuningMethod):
             raise UsageError(f"tune.method.pool={pool} must be at least 64 samples")
         self.beta, self.keep, self.pool = beta, keep, pool
 
-    def check(self, estimator, reward: str) -> None:
-        check_reward(reward, estimator)
-
     @torch.no_grad()
     def tilted_pool(self, ctx: TuneContext, batch_size: int) -> TiltedPoolDataModule:
         """The untuned generator's pool, scored, as D's tilted real data."""
-        generator, _, meta = load_bundle(ctx.rnd.start)
-        if meta.get("sampler") is not None:
-            raise UsageError(f"{ctx.rnd.start} draws through a {meta['sampler']['method']} "
-                             "sampler; distill from a plain generator")
+        generator, _, _ = ctx.plain_start(self.name)
         images, labels = draw(generator, self.pool, ctx.cfg.seed + 1000 * ctx.rnd.index)
         reward = Reward(ctx.estimator, ctx.cfg.reward, ctx.cfg.reward_lambda)
         rewards = torch.cat([reward(images[i:i + 256])[0].float()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pirtune.tuning import TuningMethod
 from pirtune.tuning.base import TuneContext, fit
-from pirtune.tuning.reward import check_reward
 
 
 class GradientMethod(TuningMethod):
@@ -15,9 +14,6 @@ class GradientMethod(TuningMethod):
     """
 
     name = "gradient"
-
-    def check(self, estimator, reward: str) -> None:
-        check_reward(reward, estimator)
 
     def tune(self, ctx: TuneContext) -> None:
         from pirtune.models.tuning import PIRTuningModule

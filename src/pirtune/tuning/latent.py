@@ -11,10 +11,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from pirtune.errors import UsageError
 from pirtune.estimator.module import FrozenPIREstimator
-from pirtune.models.bundle import LatentPrior, Sampler, load_bundle, sampler_state
+from pirtune.models.bundle import LatentPrior, Sampler, sampler_state
 from pirtune.tuning import TuningMethod
 from pirtune.tuning.base import TuneContext, Tuned, fit
-from pirtune.tuning.reward import Reward, check_reward
+from pirtune.tuning.reward import Reward
 
 
 class LatentPriorModule(L.LightningModule):
@@ -127,19 +127,12 @@ class LatentMethod(TuningMethod):
         self.beta, self.form, self.max_shift = beta, form, max_shift
         self.lr, self.batch_size = lr, batch_size
 
-    def check(self, estimator, reward: str) -> None:
-        check_reward(reward, estimator)
-
     def tune(self, ctx: TuneContext) -> None:
         cfg = ctx.cfg
         datamodule = ctx.real_data()
 
         def build():
-            generator, discriminator, meta = load_bundle(ctx.rnd.start)
-            if meta.get("sampler") is not None:
-                raise UsageError(f"{ctx.rnd.start} already draws through a "
-                                 f"{meta['sampler']['method']} sampler; tune the latent prior "
-                                 "from a plain generator")
+            generator, discriminator, meta = ctx.plain_start(self.name)
             prior = LatentPrior(generator.latent_dim, generator.num_classes, self.form,
                                 self.max_shift)
             model = meta["model"]

@@ -14,7 +14,6 @@ from pirtune.models.bundle import (
     Selector,
     check_acceptance,
     draw_latents,
-    load_bundle,
     sampler_state,
 )
 from pirtune.tuning import TuningMethod
@@ -59,11 +58,7 @@ class SelectMethod(TuningMethod):
                              f"tune.reward=mean (not {reward})")
 
     def tune(self, ctx: TuneContext) -> None:
-        generator, discriminator, meta = load_bundle(ctx.rnd.start)
-        if meta.get("sampler") is not None:
-            raise UsageError(f"{ctx.rnd.start} already draws through a "
-                             f"{meta['sampler']['method']} sampler; select from a plain "
-                             "generator (iterations=1, or tune another method)")
+        generator, discriminator, meta = ctx.plain_start(self.name)
         selector = Selector(read_estimator_file(ctx.rnd.estimator), self.acceptance,
                             self.temperature)
         generator.eval()
