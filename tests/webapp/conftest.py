@@ -16,11 +16,13 @@ Serve = Callable[..., tuple[subprocess.Popen, str]]
 
 @pytest.fixture
 def serve() -> Iterator[Serve]:
-    """``serve(db, port=None) → (process, base URL)``; every server is SIGKILLed at the end."""
+    """``serve(db, port=None, options=()) → (process, base URL)``; every server is SIGKILLed
+    at the end."""
     servers: list[subprocess.Popen] = []
 
-    def _serve(db: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-        server, base = launch(db, port)
+    def _serve(db: Path, port: int | None = None,
+               options: tuple[str, ...] | list[str] = ()) -> tuple[subprocess.Popen, str]:
+        server, base = launch(db, port, options)
         servers.append(server)
         return server, base
 

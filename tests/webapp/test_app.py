@@ -398,6 +398,35 @@ def test_integers_out_of_range_are_422_not_500(tmp_path, generator, body):
     assert log.choices(session_id) == []
 
 
+@pytest.mark.parametrize("path, raw, field", [
+    ("choices", b'{"round": 1, "index": NaN}', "index"),
+    ("choices", b'{"round": Infinity, "index": 0}', "round"),
+    ("choices", b'{"round": 1, "index": -Infinity}', "index"),
+    ("sessions", b'{"k": 4, "seed": 1e400}', "seed"),
+    ("sessions", b'{"k": NaN}', "k"),
+])
+def test_numbers_json_cannot_hold_are_422_not_500(tmp_path, generator, path, raw, field):
+    """NaN, ±Infinity and 1e400 (read as inf) are refused in valid JSON naming the field."""
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    session_id = client.post("/api/sessions", json={"k": 4}).json()["session_id"]
+    url = (f"/api/sessions/{session_id}/choices" if path == "choices" else "/api/sessions")
+    response = client.post(url, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and field in detail
+    assert log.choices(session_id) == []
+    assert len(log._read("SELECT id FROM sessions")) == 1
+
+
+def test_a_forwarded_for_header_does_not_get_past_the_per_client_limit(tmp_path, serve):
+    server, base = serve(tmp_path / "log.db", options=["--sessions-per-client", "2"])
+    codes = [httpx.post(f"{base}/api/sessions", json={"k": 4}, timeout=30,
+                        headers={"X-Forwarded-For": f"10.0.0.{i}"}).status_code
+             for i in range(3)]
+    assert codes == [200, 200, 429]
+
+
 @pytest.mark.parametrize("body", [{"round": "1", "index": 0}, {"round": 1.0, "index": 0},
                                   {"round": True, "index": 0}, {"round": 1, "index": "2"},
                                   {"round": 1, "index": True}, {"round": 1, "index": 2.0}])

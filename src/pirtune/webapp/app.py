@@ -308,6 +308,18 @@ def _png(image: torch.Tensor, scale: int = 1, text: dict[str, str] | None = None
     return buffer.getvalue()
 
 
+def _json_safe(value):
+    """``value`` with every float JSON cannot hold (NaN, ±Infinity, 1e400 read as inf)
+    as its text, so a refusal that echoes the input is itself valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _one_line(errors: list[dict]) -> str:
     """Pydantic's errors as one line: the field, what it should be, and what it was."""
     parts = []
@@ -468,8 +480,9 @@ def create_app(generator: nn.Module, log: InteractionLog,
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        errors = _json_safe(err.errors())
         return JSONResponse(status_code=422, content={
-            "detail": _one_line(err.errors()), "errors": jsonable_encoder(err.errors())})
+            "detail": _one_line(errors), "errors": jsonable_encoder(errors)})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:

@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> None:
                      limits, generator_sha256=bundle_sha256(args.checkpoint))
     torch.set_num_threads(args.threads)   # after the start-up PCA, which uses every core
     print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # The limits tell clients apart by their address: never by a header a client can set
+    # (uvicorn would otherwise take X-Forwarded-For from any local client).
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=False)
 
 
 if __name__ == "__main__":
