@@ -425,6 +425,13 @@ def test_a_forwarded_for_header_does_not_get_past_the_per_client_limit(tmp_path,
                         headers={"X-Forwarded-For": f"10.0.0.{i}"}).status_code
              for i in range(3)]
     assert codes == [200, 200, 429]
+    # Behind a proxy (the flag), the proxy's header is what tells people apart.
+    _, behind = serve(tmp_path / "proxied.db", options=["--sessions-per-client", "2",
+                                                         "--behind-proxy"])
+    codes = [httpx.post(f"{behind}/api/sessions", json={"k": 4}, timeout=30,
+                        headers={"X-Forwarded-For": f"10.0.0.{i}"}).status_code
+             for i in range(3)]
+    assert codes == [200, 200, 200]
 
 
 @pytest.mark.parametrize("body", [{"round": "1", "index": 0}, {"round": 1.0, "index": 0},

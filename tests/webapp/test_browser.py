@@ -170,6 +170,8 @@ def test_a_person_clicks_five_rounds_undoes_one_and_finishes(server, context, tm
             page.click(f"#c{pick}")
         clicked.append(pick)
         _round_shown(page, round_ + 1)
+        # The slot just tapped holds another image now: no focus ring carries over to it.
+        assert page.evaluate("() => document.activeElement.id") != f"c{pick}"
         # The path: the start image, then each pick, with its round.
         expect(page.locator("#path img")).to_have_count(round_ + 1)
     expect(page.locator("#path figcaption")).to_have_text(

@@ -85,8 +85,10 @@ class AxisSearch(FourChoiceSearch):
     Args:
         start: the start point [k] in the search space's coordinates.
         seed: seeds the axes; round r's axes come from (seed, r) alone, so the
-            same seed and the same picks give the same run, and a run resumed
-            from logged proposals draws the same axes afterwards.
+            same seed and the same picks give the same run on the same machine
+            (another BLAS kernel may round differently, and the difference
+            grows over the rounds), and a run replayed from logged proposals is
+            the same run anywhere.
         prior_sd: the scale of the space (the latent prior's SD: 1).
         adapt: the speed of the step-size adaptation (c·(k + 2)).
         memory: ``False`` turns it into ``RandomSearch``.

@@ -192,6 +192,8 @@ async function showFinal(s) {
   for (const id of ["final", "trail"]) $(id).classList.remove("hidden");
 }
 function choose(i) {
+  // The next round's image in this slot is another image: it must not inherit the ring.
+  if (document.activeElement) document.activeElement.blur();
   if (state && !state.stalled)
     act(() => api(sessionUrl() + "/choices", {round: state.round, index: i}).then(show));
 }

@@ -10,7 +10,10 @@ Binds 127.0.0.1 unless ``--host`` says otherwise (``--help`` lists every
 option). The page names the classes as the bundle's training data did: the
 procedural scenes' "coast" and "mountain", or an image folder's sub-folder
 names. Clients are told apart by their address, so behind a reverse proxy
-every person counts as the proxy for the limits on new sessions. ``launch``
+every person counts as the proxy for the limits on new sessions, unless
+``--behind-proxy`` says the proxy's ``X-Forwarded-For`` is to be believed (only
+from the proxy's own address, 127.0.0.1 unless ``FORWARDED_ALLOW_IPS`` names
+it); without the flag no header a client sends changes its address. ``launch``
 starts it as a process on a free port, for tests and benchmarks.
 """
 
@@ -110,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
                              "tuned.pt to serve a tuned generator)")
     parser.add_argument("--db", type=Path, default=runs_root() / "webapp" / "interactions.db",
                         help="the SQLite interaction log (created if absent)")
+    parser.add_argument("--behind-proxy", action="store_true",
+                        help="take client addresses from the reverse proxy's X-Forwarded-For "
+                             "(uvicorn's forwarded_allow_ips: 127.0.0.1, or the "
+                             "FORWARDED_ALLOW_IPS environment variable)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per request (1: requests render in parallel)")
     parser.add_argument("--live-sessions", type=int, default=defaults.live_sessions,
@@ -137,9 +144,10 @@ def main(argv: list[str] | None = None) -> None:
                      limits, generator_sha256=bundle_sha256(args.checkpoint))
     torch.set_num_threads(args.threads)   # after the start-up PCA, which uses every core
     print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db})", flush=True)
-    # The limits tell clients apart by their address: never by a header a client can set
+    # The limits tell clients apart by their address: by a header only behind a proxy
     # (uvicorn would otherwise take X-Forwarded-For from any local client).
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                proxy_headers=args.behind_proxy)
 
 
 if __name__ == "__main__":
