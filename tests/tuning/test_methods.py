@@ -238,3 +238,24 @@ def test_sampler_follows_the_generator_protocol(tiny_generator):
     assert isinstance(sampler, ImageGenerator)
     features = sampler.features(torch.zeros(2, generator.latent_dim), torch.tensor([0, 1]))
     assert features.shape[0] == 2
+
+
+def test_a_second_select_round_selects_afresh_from_the_untouched_generator(
+        make_cfg, tiny_generator):
+    from pathlib import Path
+
+    from pirtune import train
+    loop = ["collect.num_images=24", "collect.impressions=50", "collect.batch_size=12",
+            "estimator.epochs=1", "estimator.batch_size=8", "evaluate.num_samples=16",
+            "evaluate.batch_size=8"]
+    cfg = make_cfg(f"generator_ckpt={tiny_generator}", *loop, "tune=select",
+                   "tune.method.calibration=20", "iterations=2")
+    train.run(cfg)
+    run = Path(cfg.run_dir)
+    second, meta = load_sampler(run / "round2" / "tuned.pt")
+    assert second.method == "select" and meta["provenance"]["round"] == 2
+    # The generator is the untouched one in both rounds; round 2's selector is its own.
+    start, _, _ = load_bundle(tiny_generator)
+    for key, value in start.state_dict().items():
+        torch.testing.assert_close(second.generator.state_dict()[key], value, rtol=0, atol=0)
+    assert meta["provenance"]["estimator"] == str(run / "round2" / "estimator.pt")

@@ -16,7 +16,6 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import Dataset
 
-from pirtune.errors import UsageError
 from pirtune.estimator.module import FrozenPIREstimator
 from pirtune.models.acgan import STEPS_PER_ITERATION
 from pirtune.models.bundle import load_bundle, save_bundle
@@ -82,13 +81,18 @@ class TuneContext:
                                    seed=self.cfg.seed, real=real)
 
     def plain_start(self, method: str) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
-        """The round's start bundle (generator, discriminator, metadata); refused when it
-        already draws through a sampler, which ``method`` cannot build on."""
+        """The round's start networks (generator, discriminator) and bundle metadata.
+
+        A ``select`` or ``latent`` bundle leaves its generator untouched, so a later
+        round of ``method`` starts again from that generator (with the estimator of
+        every round so far): the earlier round's selector or prior is not built on.
+        """
         generator, discriminator, meta = load_bundle(self.rnd.start)
         if meta.get("sampler") is not None:
-            raise UsageError(f"{self.rnd.start} draws through a {meta['sampler']['method']} "
-                             f"sampler; tune.method={method} starts from a plain generator "
-                             "(iterations=1, or tune=pir or distill before it)")
+            log.info("tune: round %d's %s starts from the untouched generator of %s (its %s "
+                     "sampler is not built on)", self.rnd.index, method, self.rnd.start,
+                     meta["sampler"]["method"])
+            meta = {key: value for key, value in meta.items() if key != "sampler"}
         return generator, discriminator, meta
 
     def save(self, module: L.LightningModule | Tuned, model_cfg: dict[str, Any],
