@@ -25,8 +25,8 @@ from pirtune.models.bundle import load_bundle
 from pirtune.report import HEADINGS
 
 SECTIONS = list(HEADINGS.values())
-# The module, not the function `pirtune.stages.tune` that shadows it.
-tune_stage = importlib.import_module("pirtune.stages.tune")
+# Where the tuning fit builds its trainer.
+tune_stage = importlib.import_module("pirtune.tuning.base")
 
 
 def loop_settings(generator: Path) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 from pirtune import train
 from tests.wandb_records import offline_runs
 
-tune_stage = importlib.import_module("pirtune.stages.tune")
+tune_stage = importlib.import_module("pirtune.tuning.base")
 
 LOOP = ["collect.num_images=24", "collect.impressions=50", "collect.batch_size=12",
         "estimator.epochs=1", "estimator.batch_size=8", "tune.steps=4", "tune.checkpoint_every=1",

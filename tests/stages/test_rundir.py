@@ -61,7 +61,9 @@ def test_a_finished_run_refuses_another_objective_under_its_name(make_cfg, tiny_
         assert f"{stage}: already done" in caplog.text
     blue = make_cfg("objective=color_blue", f"generator_ckpt={tiny_generator}", *LOOP)
     assert blue.run_dir == green_red.run_dir
-    with pytest.raises(UsageError, match=r"collect in .* ran with a different config "
+    # The first stage the loop meets refuses: the quality of its start (it scores the
+    # objective too), before collect.
+    with pytest.raises(UsageError, match=r"quality_base in .* ran with a different config "
                                          r"\(objective.colours: \['green', 'red'\] -> "
                                          r"\['blue'\]\); give the run another name"):
         train.run(blue)

@@ -242,10 +242,6 @@ class TuneConfig(Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.method, str):   # the schema's defaults hold interpolations
-            from pirtune.tuning import build_method  # it imports this module's schema
-
-            build_method(self.method).check(None, self.reward)
         choices = {"reward": REWARDS, "anchor_space": ANCHOR_SPACES, "early_stop": EARLY_STOP}
         for key, allowed in choices.items():
             value = getattr(self, key)
@@ -262,6 +258,10 @@ class TuneConfig(Section):
         if self.early_stop != "off" and self.eval_every == 0:
             raise UsageError(f"tune.early_stop={self.early_stop} decides at the checks; set "
                              "tune.eval_every to a positive number of iterations")
+        if not isinstance(self.method, str):   # the schema's defaults hold interpolations
+            from pirtune.tuning import build_method  # it imports this module's schema
+
+            build_method(self.method).check(None, self.reward)
 
 
 @dataclass
