@@ -8,15 +8,11 @@ import torch
 from scipy import stats
 
 from pirtune import train
-from pirtune.data.datamodules import PIRDataModule
+from pirtune.data.datamodules import PIRDataModule, bootstrap_indices
 from pirtune.errors import UsageError
-from pirtune.estimator.ensemble import (
-    FrozenPIREnsemble,
-    bootstrap_indices,
-    conservative_reward,
-    hl_gauss_targets,
-)
-from pirtune.estimator.module import load_estimator
+from pirtune.estimator.ensemble import FrozenPIREnsemble, conservative_reward
+from pirtune.estimator.files import load_estimator
+from pirtune.estimator.targets import hl_gauss_targets
 
 
 def _scipy_targets(p: float, n: int, bins: int) -> tuple[np.ndarray, float]:
