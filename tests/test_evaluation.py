@@ -12,7 +12,7 @@ from scipy import stats
 from torch import nn
 
 from pirtune.data.pir_dataset import PIRRecords
-from pirtune.estimator.module import FrozenPIREstimator
+from pirtune.estimator.frozen import FrozenPIREstimator
 from pirtune.evaluation import SCORES_NAME, TrainingSet, evaluate_generators
 
 

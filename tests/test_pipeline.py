@@ -19,7 +19,7 @@ from pirtune import train
 from pirtune.data.datamodules import PIRDataModule
 from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
-from pirtune.estimator.module import load_estimator
+from pirtune.estimator.files import load_estimator
 from pirtune.estimator.network import expected_pir
 from pirtune.models.bundle import load_bundle, render
 from pirtune.objectives import ColourObjective, sample_filters

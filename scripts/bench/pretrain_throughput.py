@@ -36,7 +36,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from pirtune.compose import register_resolvers
-from pirtune.estimator.module import FrozenPIREstimator
+from pirtune.estimator.frozen import FrozenPIREstimator
 from pirtune.models.acgan import STEPS_PER_ITERATION, ACGANModule, _make_capturable
 from pirtune.models.losses import discriminator_loss, generator_loss
 from pirtune.models.step_graph import WholeStepGraph

@@ -33,7 +33,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from pirtune.data.pir_dataset import PIRRecords
-from pirtune.estimator.module import FrozenPIREstimator, estimate_pir
+from pirtune.estimator.frozen import FrozenPIREstimator, estimate_pir
 from pirtune.files import atomic_write, write_json
 from pirtune.models.bundle import draw
 from pirtune.objectives import score

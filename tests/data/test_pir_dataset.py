@@ -1,4 +1,4 @@
-"""PIR datasets on disk: round trip, every bad input named, zero share, concat, split."""
+"""PIR datasets on disk: round trip, every bad input named, zero share, concat, split, bootstrap."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pirtune.data.datamodules import PIRDataModule
+from pirtune.data.datamodules import PIRDataModule, bootstrap_indices
 from pirtune.data.pir_dataset import (
     PIRRecords,
     concat_records,
@@ -275,6 +275,15 @@ def test_datamodule_without_validation_share_skips_validation(tmp_path):
 def test_bad_val_fraction_is_refused(val_fraction):
     with pytest.raises(UsageError, match=f"val_fraction={val_fraction}"):
         PIRDataModule("unused", val_fraction=val_fraction)
+
+
+def test_bootstrap_resamples_are_seeded_with_replacement_and_differ():
+    a, b = bootstrap_indices(200, 0), bootstrap_indices(200, 1)
+    assert torch.equal(a, bootstrap_indices(200, 0))
+    assert not torch.equal(a, b)
+    assert int(a.min()) >= 0 and int(a.max()) < 200 and len(a.unique()) < 200
+    with pytest.raises(UsageError, match="cannot resample 0 images"):
+        bootstrap_indices(0, 0)
 
 
 def test_one_count_for_every_image_is_broadcast(tmp_path):

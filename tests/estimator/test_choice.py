@@ -22,9 +22,8 @@ from pirtune.estimator.choice import (
     pick_accuracy,
     read_choice_rounds,
     round_scores,
-    save_choice_model,
 )
-from pirtune.estimator.module import load_estimator
+from pirtune.estimator.files import load_estimator, save_choice_model
 
 NETWORK = {"_target_": "pirtune.estimator.network.PIREstimator", "backbone": "small_cnn",
            "bins": 100, "resolution": 16, "pretrained": False}

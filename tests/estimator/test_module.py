@@ -25,7 +25,7 @@ from pirtune.estimator import (
     evaluate_estimator,
     expected_pir,
 )
-from pirtune.estimator.module import estimate_pir
+from pirtune.estimator.frozen import estimate_pir
 
 
 def _trainer(**kwargs) -> L.Trainer:

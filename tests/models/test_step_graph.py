@@ -16,7 +16,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pirtune.errors import UsageError
-from pirtune.estimator.module import FrozenPIREstimator
+from pirtune.estimator.frozen import FrozenPIREstimator
 from pirtune.estimator.network import bin_centres
 from pirtune.models.acgan import ACGANModule
 from pirtune.models.networks import Generator

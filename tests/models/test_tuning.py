@@ -11,7 +11,7 @@ from torch import nn
 
 from pirtune.errors import UsageError
 from pirtune.estimator.ensemble import FrozenPIREnsemble
-from pirtune.estimator.module import FrozenPIREstimator
+from pirtune.estimator.frozen import FrozenPIREstimator
 from pirtune.estimator.network import bin_centres, expected_pir
 from pirtune.models.bundle import render
 from pirtune.models.tuning import PIRTuningModule

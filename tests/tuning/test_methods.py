@@ -7,7 +7,7 @@ import torch
 
 from pirtune.compose import settings
 from pirtune.errors import UsageError
-from pirtune.estimator.module import load_estimator, read_estimator_file
+from pirtune.estimator.files import load_estimator, read_estimator_file
 from pirtune.models.bundle import (
     LatentPrior,
     Sampler,

@@ -17,7 +17,7 @@ from scipy import stats
 from pirtune import train
 from pirtune.errors import UsageError
 from pirtune.estimator.choice import FrozenChoiceModel
-from pirtune.estimator.module import load_estimator
+from pirtune.estimator.files import load_estimator
 from pirtune.evaluation import INTERACTIONS_EVALUATION_NAME, load_evaluations
 from pirtune.models.bundle import load_bundle
 from pirtune.objectives import ColourObjective

@@ -219,6 +219,13 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
+def bootstrap_indices(n: int, seed: int) -> torch.Tensor:
+    """n indices drawn with replacement from [0, n), by a generator seeded with ``seed``."""
+    if n < 1:
+        raise UsageError(f"cannot resample {n} images; the estimator needs at least one")
+    return torch.randint(n, (n,), generator=torch.Generator().manual_seed(seed))
+
+
 class PIRDataModule(L.LightningDataModule):
     """Batches of (images, observed PIR, true PIR or NaN) from a PIR dataset directory.
 
@@ -274,8 +281,6 @@ class PIRDataModule(L.LightningDataModule):
         if self.impressions:
             tensors.append(records.impressions)
         if train and self.bootstrap is not None and len(records):
-            from pirtune.estimator.ensemble import bootstrap_indices  # the estimator's own
-
             picked = bootstrap_indices(len(records), self.bootstrap)
             tensors = [t[picked] for t in tensors]
         return TensorDataset(*tensors)

@@ -41,14 +41,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
-from pirtune.estimator.module import (
-    ESTIMATOR_FORMAT,
-    PAPER_LR,
-    FrozenPIREstimator,
-    estimate_pir,
-    to_unit_float,
-)
-from pirtune.files import atomic_write
+from pirtune.estimator.frozen import FrozenPIREstimator, estimate_pir, to_unit_float
+from pirtune.estimator.module import PAPER_LR
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 CHOICES = 4            # candidates per round (the page's four)
@@ -343,24 +337,4 @@ def choice_report(model: FrozenPIREstimator, rounds: ChoiceRounds, held_out: boo
         nll = math.nan
     return ChoiceReport(len(rounds), len(set(rounds.sessions)),
                         pick_accuracy(scores, rounds.picked), nll, held_out)
-
-
-def save_choice_model(frozen: FrozenChoiceModel, network_cfg: dict[str, Any], path: Path,
-                      **extra: Any) -> Path:
-    """Write the choice model: its network, the backbone's config and its reference set.
-
-    ``load_estimator`` reads it back as a ``FrozenChoiceModel``. Written atomically.
-    """
-    with atomic_write(path) as f:
-        torch.save({"format": ESTIMATOR_FORMAT, "loss": "choice",
-                    "state_dict": frozen.network.state_dict(), "network": network_cfg,
-                    "reference": frozen.reference.cpu(), "temperature": 1.0, **extra}, f)
-    return path
-
-
-def load_choice_model(saved: dict[str, Any]) -> FrozenChoiceModel:
-    """The ``FrozenChoiceModel`` of a file ``save_choice_model`` wrote (already loaded)."""
-    network = ChoiceNetwork.from_config(saved["network"])
-    network.load_state_dict(saved["state_dict"])
-    return FrozenChoiceModel(network, saved["reference"], config=saved["network"])
 

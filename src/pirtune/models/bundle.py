@@ -184,7 +184,7 @@ class Selector(nn.Module):
                  batch_size: int = 256) -> None:
         super().__init__()
         check_acceptance(acceptance, temperature)
-        from pirtune.estimator.module import estimator_from_saved
+        from pirtune.estimator.files import estimator_from_saved
 
         self.estimator_file = estimator_file
         self.estimator = estimator_from_saved(estimator_file)

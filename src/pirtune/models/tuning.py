@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from pirtune.errors import UsageError
-from pirtune.estimator.module import FrozenPIREstimator
+from pirtune.estimator.frozen import FrozenPIREstimator
 from pirtune.metrics.encoder import load_encoder
 from pirtune.models.acgan import ACGANModule, OptimizerFactory
 from pirtune.models.bundle import load_bundle

@@ -32,20 +32,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pirtune.data.datamodules import PIRDataModule
 from pirtune.errors import UsageError
-from pirtune.estimator.choice import (
-    choice_report,
-    fit_choice_model,
-    read_choice_rounds,
-    save_choice_model,
-)
+from pirtune.estimator.choice import choice_report, fit_choice_model, read_choice_rounds
 from pirtune.estimator.ensemble import FrozenPIREnsemble
-from pirtune.estimator.module import (
-    FrozenPIREstimator,
-    PIREstimatorModule,
-    estimate_pir,
-    evaluate_estimator,
-    save_estimator,
-)
+from pirtune.estimator.files import save_choice_model, save_estimator
+from pirtune.estimator.frozen import FrozenPIREstimator, estimate_pir
+from pirtune.estimator.module import PIREstimatorModule
+from pirtune.estimator.report import evaluate_estimator
 from pirtune.files import write_json
 from pirtune.models.bundle import load_sampler
 from pirtune.stages.config import EstimateConfig

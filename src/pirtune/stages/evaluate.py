@@ -29,7 +29,7 @@ from torch import nn
 from pirtune.data.pir_dataset import read_pir_datasets
 from pirtune.errors import UsageError
 from pirtune.estimator.choice import FrozenChoiceModel, choice_report, read_choice_rounds
-from pirtune.estimator.module import load_estimator
+from pirtune.estimator.files import load_estimator
 from pirtune.estimator.network import PAPER_BINS
 from pirtune.evaluation import (
     EVALUATION_NAME,

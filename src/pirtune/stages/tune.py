@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pirtune.estimator.module import load_estimator
+from pirtune.estimator.files import load_estimator
 from pirtune.stages.config import TuneConfig
 from pirtune.stages.rundir import Round, begin_stage
 from pirtune.stages.tracking import track

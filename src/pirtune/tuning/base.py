@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import Dataset
 
-from pirtune.estimator.module import FrozenPIREstimator
+from pirtune.estimator.frozen import FrozenPIREstimator
 from pirtune.models.acgan import STEPS_PER_ITERATION
 from pirtune.models.bundle import load_bundle, save_bundle
 from pirtune.models.watch import TuningWatchCallback

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from pirtune.errors import UsageError
-from pirtune.estimator.module import FrozenPIREstimator
+from pirtune.estimator.frozen import FrozenPIREstimator
 from pirtune.models.bundle import LatentPrior, Sampler, sampler_state
 from pirtune.tuning import TuningMethod
 from pirtune.tuning.base import TuneContext, Tuned, fit

@@ -7,7 +7,7 @@ from torch import nn
 
 from pirtune.errors import UsageError
 from pirtune.estimator.ensemble import FrozenPIREnsemble, conservative_reward, members_of
-from pirtune.estimator.module import FrozenPIREstimator
+from pirtune.estimator.frozen import FrozenPIREstimator
 
 REWARDS = ("mean", "conservative")
 

@@ -8,7 +8,7 @@ import time
 import torch
 
 from pirtune.errors import UsageError
-from pirtune.estimator.module import read_estimator_file
+from pirtune.estimator.files import read_estimator_file
 from pirtune.models.bundle import (
     Sampler,
     Selector,
