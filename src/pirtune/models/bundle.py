@@ -32,6 +32,7 @@ from torch import nn
 from torch.torch_version import TorchVersion
 
 from pirtune.errors import UsageError
+from pirtune.estimator.files import estimator_from_saved
 from pirtune.files import atomic_write
 from pirtune.models.protocol import ImageGenerator
 
@@ -184,8 +185,6 @@ class Selector(nn.Module):
                  batch_size: int = 256) -> None:
         super().__init__()
         check_acceptance(acceptance, temperature)
-        from pirtune.estimator.files import estimator_from_saved
-
         self.estimator_file = estimator_file
         self.estimator = estimator_from_saved(estimator_file)
         self.acceptance = acceptance
