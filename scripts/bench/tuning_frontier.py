@@ -170,7 +170,7 @@ def prepare(root: Path, extra: list[str], jobs: int, log: Path, planned: Sweep) 
     """Collect each objective once; fit its single estimator (and its ensemble where a
     variant needs one); score the untuned generator once."""
     base = root / "base"
-    sweep = [f"objective={','.join(OBJECTIVES)}", *OBJECTIVE_SETTINGS,
+    sweep = [f"objective={','.join(planned)}", *OBJECTIVE_SETTINGS,
              f"hydra.launcher.n_jobs={jobs}", "hydra/launcher=local", *COMMON, *extra]
     where = "${run_label:}"
     # Quoted: Hydra's override grammar takes an interpolation inside a path only in quotes.
@@ -460,6 +460,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="where the table, plot and runs go (default docs/bench, runs "
                              "under runs/frontier; --smoke: runs/frontier-smoke for both)")
     parser.add_argument("--jobs", type=int, default=2, help="jobs side by side (joblib)")
+    parser.add_argument("--only", nargs="+", choices=OBJECTIVES, default=None,
+                        help="these objectives only (a sitting cut short: write what is done)")
     args = parser.parse_args(argv)
     root = (args.out or REPO / "runs" / ("frontier-smoke" if args.smoke else "frontier"))
     root = root.resolve()
@@ -468,10 +470,13 @@ def main(argv: list[str] | None = None) -> None:
     log = root / "frontier.log"
     extra = list(SMOKE) if args.smoke else []
     sweep = variants(args.smoke)
+    if args.only:
+        sweep = {option: group for option, group in sweep.items() if option in args.only}
     start = time.perf_counter()
     print(f"tuning frontier: {sum(map(len, sweep.values()))} tuning runs over "
           f"{len(sweep)} objectives in {root}")
-    names = objective_names(extra)
+    names = {option: name for option, name in objective_names(extra).items()
+             if option in sweep}
     prepare(root, extra, args.jobs, log, sweep)
     seed_jobs(root, names, sweep)
     kept = tune_all(root, names, sweep, extra, args.jobs, log)
