@@ -51,6 +51,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+SHIPPED_GENERATOR = REPO / "src" / "pirtune" / "checkpoints" / "acgan-cpu.pt"
 
 # The objectives, as command-line overrides; the VGG settings are ignored by colour objectives.
 OBJECTIVES = ("color_blue", "vgg_pool2", "color_red_blue", "color_green_red")
@@ -181,6 +182,10 @@ def prepare(root: Path, extra: list[str], jobs: int, log: Path, planned: Sweep) 
                  f"run_dir='{base}/{where}-m{members}'", f"pir_data='{base}/{where}/pir_data'",
                  f"hydra.sweep.dir={root}/multirun/estimate-m{members}", *sweep], log)
     pirtune(["stage=quality", f"run_dir={base}/quality", *COMMON, *extra], log)
+    # The generator the jobs start from, kept beside them: the picture's "before" panel
+    # stays the generator they were tuned from after a new one ships.
+    if not (base / "start.pt").is_file():
+        shutil.copyfile(SHIPPED_GENERATOR, base / "start.pt")
 
 
 def seed_jobs(root: Path, names: dict[str, str], sweep: Sweep) -> None:
@@ -345,7 +350,6 @@ def chosen(rows: list[dict]) -> tuple[dict, dict] | None:
 def before_after(root: Path, names: dict[str, str], rows: list[dict], path: Path) -> Path | None:
     """The README's picture: the same latents before tuning, after the paper's tuning and
     after the chosen default, each titled with its d, precision and tilted FID."""
-    from pirtune.paths import SHIPPED_GENERATOR
     from pirtune.report.figures import same_latents
 
     pair = chosen(rows)
@@ -353,7 +357,8 @@ def before_after(root: Path, names: dict[str, str], rows: list[dict], path: Path
         return None
     paper, default = pair
     jobs = root / "jobs" / names["color_blue"]
-    panels = [(SHIPPED_GENERATOR, f"before tuning\nprecision {paper['precision_before']:.2f}")]
+    panels = [(root / "base" / "start.pt",
+               f"before tuning\nprecision {paper['precision_before']:.2f}")]
     for row, title in ((paper, "the paper's gradient (tune=pir)"),
                        (default, f"default: tune={default['method']}")):
         own = " (its own draws)" if row["method"] == "select" else ""
