@@ -30,8 +30,10 @@ tune_stage = importlib.import_module("pirtune.tuning.base")
 
 
 def loop_settings(generator: Path) -> list[str]:
-    """A loop of seconds: few images, one estimator epoch, three tuning steps."""
-    return [f"generator_ckpt={generator}", "collect.num_images=24", "collect.impressions=50",
+    """A loop of seconds: few images, one estimator epoch, three steps of the paper's tuning
+    (the loop's checkpoints and resuming are its)."""
+    return [f"generator_ckpt={generator}", "tune=pir", "collect.num_images=24",
+            "collect.impressions=50",
             "collect.batch_size=12", "estimator.epochs=1", "estimator.batch_size=8",
             "tune.steps=3", "tune.checkpoint_every=1", "evaluate.num_samples=16",
             "evaluate.batch_size=8"]

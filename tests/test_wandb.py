@@ -17,7 +17,7 @@ from tests.wandb_records import offline_runs
 
 tune_stage = importlib.import_module("pirtune.tuning.base")
 
-LOOP = ["collect.num_images=24", "collect.impressions=50", "collect.batch_size=12",
+LOOP = ["tune=pir", "collect.num_images=24", "collect.impressions=50", "collect.batch_size=12",
         "estimator.epochs=1", "estimator.batch_size=8", "tune.steps=4", "tune.checkpoint_every=1",
         "evaluate.num_samples=16", "evaluate.batch_size=8"]
 

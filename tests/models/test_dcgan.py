@@ -18,7 +18,7 @@ from pirtune.search.session import simulate
 from pirtune.webapp import InteractionLog
 from pirtune.webapp.app import create_app
 
-LOOP = ["collect.num_images=24", "collect.impressions=50", "collect.batch_size=12",
+LOOP = ["tune=pir", "collect.num_images=24", "collect.impressions=50", "collect.batch_size=12",
         "estimator.epochs=1", "estimator.batch_size=8", "tune.steps=3", "tune.checkpoint_every=1",
         "evaluate.num_samples=16", "evaluate.batch_size=8"]
 

@@ -18,8 +18,9 @@ from pirtune.report import HEADINGS
 
 
 def loop_settings(generator: Path) -> list[str]:
-    """A loop of seconds, its tuning checked at every iteration."""
-    return [f"generator_ckpt={generator}", "collect.num_images=24", "collect.impressions=50",
+    """A loop of seconds, its (the paper's) tuning checked at every iteration."""
+    return [f"generator_ckpt={generator}", "tune=pir", "collect.num_images=24",
+            "collect.impressions=50",
             "collect.batch_size=12", "estimator.epochs=1", "estimator.batch_size=8",
             "tune.steps=3", "tune.checkpoint_every=1", "tune.eval_every=1",
             "evaluate.num_samples=16", "evaluate.batch_size=8"]
@@ -96,8 +97,8 @@ def test_the_watch_logs_gold_proxy_quality_and_d_and_the_control_gives_the_speci
 
 def test_the_controlled_variant_tunes_with_an_ensemble_and_records_its_stopping_rule(
         make_cfg, tiny_generator):
-    cfg = make_cfg("objective=color_blue", "tune=pir_conservative",
-                   "tune.early_stop_patience=1", *loop_settings(tiny_generator))
+    cfg = make_cfg("objective=color_blue", *loop_settings(tiny_generator),
+                   "tune=pir_conservative", "tune.early_stop_patience=1")
     assert cfg.estimate.estimator.members == 3 and cfg.tune.anchor_space == "features"
     train.run(cfg)
     run = Path(cfg.run_dir)

@@ -198,10 +198,13 @@ def test_distill_tunes_on_the_tilted_pool_and_writes_a_plain_bundle(tmp_path, tu
     assert len(rows) == 1 + 4   # the start and every iteration
 
 
-def test_gradient_is_the_default_and_keeps_its_run_names(make_cfg):
-    cfg = settings(make_cfg())
-    assert cfg.tune.method["_target_"] == "pirtune.tuning.gradient.GradientMethod"
-    assert not any(key.startswith("method") for key in cfg.tune.fingerprint())
+def test_select_is_the_default_and_the_papers_gradient_keeps_its_run_names(make_cfg):
+    assert settings(make_cfg()).tune.method["_target_"] == "pirtune.tuning.select.SelectMethod"
+    for overrides in (["tune=pir"], ["experiment=paper"], ["hparams_search=tune_optuna"]):
+        cfg = settings(make_cfg(*overrides))
+        assert cfg.tune.method["_target_"] == "pirtune.tuning.gradient.GradientMethod"
+        # Runs named before tune.method existed keep their names.
+        assert not any(key.startswith("method") for key in cfg.tune.fingerprint())
 
 
 # -- bad settings --------------------------------------------------------------------
