@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The PIR loop on the default objective (color_blue) from the shipped CPU generator:
-# collect → estimate → tune → evaluate, then runs/cpu-color_blue-<hash>/report.md.
+# collect → estimate → tune (tune=select, best-of-n) → evaluate, then
+# runs/cpu-color_blue-<hash>/report.md.
 # Pre-trains the generator first only when no checkpoint is present (named
 # cpu-pretrain, so the script finds it).
 run: $(STAMP)
