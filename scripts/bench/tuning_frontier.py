@@ -122,8 +122,9 @@ def variants(smoke: bool) -> Sweep:
     return {
         "color_blue": [_paper(400), _select(0.3), _select(0.15), _latent(0.1), _latent(0.03),
                        _latent(0.01), _distill(0.3), _distill(0.1)],
-        "vgg_pool2": others,
-        "color_red_blue": others,
+        # Where the paper's d is higher, selection goes further too.
+        "vgg_pool2": [*others, _select(0.15), _select(0.08)],
+        "color_red_blue": [*others, _select(0.1), _select(0.05)],
         "color_green_red": others,
     }
 
