@@ -53,6 +53,30 @@ def test_select_keeps_only_images_the_generator_draws_and_the_best_of_them(
     torch.testing.assert_close(draw_latents(sampler, labels, torch.Generator().manual_seed(3)), z)
 
 
+def test_select_keeps_the_asked_share_when_estimates_tie(tiny_generator, estimated):
+    """An estimate at temperature 0.01 takes few values: ties at the threshold are kept
+    only as often as the acceptance rate asks."""
+
+    class Tied(Selector):
+        drawn = 0
+
+        def scores(self, generator, z, labels):
+            self.drawn += len(z)
+            return (z[:, 0] > 0.5).float()   # 1 for about 31 % of draws, else 0
+
+    generator, _, _ = load_bundle(tiny_generator)
+    selector = Tied(read_estimator_file(estimated / "estimator.pt"), acceptance=0.1)
+    selector.calibrate(generator, 4000, seed=0)
+    assert selector.thresholds.tolist() == [1.0, 1.0]
+    assert selector.tie_shares.tolist() == pytest.approx([0.1 / 0.31] * 2, abs=0.03)
+    selector.drawn = 0
+    labels = torch.arange(300) % 2
+    z = selector.choose(generator, labels, torch.Generator().manual_seed(1))
+    assert bool((z[:, 0] > 0.5).all())
+    # 300 kept of about 3,000 drawn (accepting every tie would draw about 970).
+    assert 300 / selector.drawn == pytest.approx(0.1, abs=0.02)
+
+
 def test_select_softmax_rule_picks_by_the_estimate(tiny_generator, estimated):
     generator, _, _ = load_bundle(tiny_generator)
     file = read_estimator_file(estimated / "estimator.pt")

@@ -161,10 +161,13 @@ class Selector(nn.Module):
 
     Two rules, both over fresh N(0, I) draws of the wanted class:
 
-    * threshold (``temperature=None``): accept a draw when its estimate reaches
+    * threshold (``temperature=None``): accept a draw when its estimate is above
       the class's threshold, the (1 − ``acceptance``) quantile of the estimate
-      over ``calibration`` draws of that class (so about ``acceptance`` of the
-      draws pass; the expected cost is 1/``acceptance`` images per sample);
+      over ``calibration`` draws of that class, and a draw whose estimate equals
+      the threshold with the probability that makes the accepted share
+      ``acceptance`` (an estimate at temperature 0.01 sits near the 100 bins'
+      centres, so many draws tie; accepting every tie would keep far more than
+      asked). The expected cost is 1/``acceptance`` images per sample;
     * softmax (``temperature`` τ > 0): draw n = ⌈1/``acceptance``⌉ candidates
       and keep one with probability ∝ exp(R/τ).
 
@@ -177,12 +180,13 @@ class Selector(nn.Module):
         acceptance: the share of draws kept, in (0, 1].
         temperature: ``None`` (threshold rule) or τ > 0 (softmax rule).
         thresholds: the per-class thresholds [C] (set by ``calibrate``).
+        tie_shares: per class, the probability a draw at the threshold is kept [C].
         batch_size: candidates rendered and scored at a time.
     """
 
     def __init__(self, estimator_file: dict[str, Any], acceptance: float,
                  temperature: float | None = None, thresholds: list[float] | None = None,
-                 batch_size: int = 256) -> None:
+                 batch_size: int = 256, tie_shares: list[float] | None = None) -> None:
         super().__init__()
         check_acceptance(acceptance, temperature)
         self.estimator_file = estimator_file
@@ -190,6 +194,9 @@ class Selector(nn.Module):
         self.acceptance = acceptance
         self.temperature = temperature
         self.thresholds = None if thresholds is None else torch.tensor(thresholds)
+        self.tie_shares = (None if thresholds is None else
+                           torch.tensor(tie_shares if tie_shares is not None
+                                        else [1.0] * len(thresholds)))
         self.batch_size = batch_size
         self.seconds_per_image: float | None = None
 
@@ -204,14 +211,21 @@ class Selector(nn.Module):
     def calibrate(self, generator: nn.Module, calibration: int, seed: int) -> None:
         """Set each class's threshold from ``calibration`` draws of it (threshold rule)."""
         rng = torch.Generator().manual_seed(seed)
-        thresholds = []
+        thresholds, ties = [], []
         start = time.perf_counter()
         for c in range(generator.num_classes):
             labels = torch.full((calibration,), c)
             z = torch.randn(calibration, generator.latent_dim, generator=rng)
             scores = self.scores(generator, z, labels)
-            thresholds.append(float(torch.quantile(scores, 1 - self.acceptance)))
+            # The smallest score among the top `acceptance` share of draws.
+            kept = max(1, round(self.acceptance * calibration))
+            threshold = scores.sort(descending=True).values[kept - 1]
+            above = float((scores > threshold).float().mean())
+            at = float((scores == threshold).float().mean())
+            thresholds.append(float(threshold))
+            ties.append(min(1.0, max(0.0, (self.acceptance - above) / at)))
         self.thresholds = torch.tensor(thresholds)
+        self.tie_shares = torch.tensor(ties)
         seconds = (time.perf_counter() - start) / (calibration * generator.num_classes)
         # A sample costs 1/acceptance candidates (threshold) or ⌈1/acceptance⌉ (softmax).
         self.seconds_per_image = seconds * self.candidates_per_sample
@@ -237,7 +251,9 @@ class Selector(nn.Module):
                 return z
             candidates = torch.randn(len(waiting), generator.latent_dim, generator=rng)
             scores = self.scores(generator, candidates, labels[waiting])
-            kept = scores >= self.thresholds[labels[waiting]]
+            threshold = self.thresholds[labels[waiting]]
+            tie = torch.rand(len(waiting), generator=rng) < self.tie_shares[labels[waiting]]
+            kept = (scores > threshold) | ((scores == threshold) & tie)
             z[waiting[kept]] = candidates[kept]
             waiting = waiting[~kept]
         raise UsageError(f"the selector accepted too few draws ({len(waiting)} of {len(labels)} "
@@ -258,6 +274,7 @@ class Selector(nn.Module):
         return {"estimator": self.estimator_file, "acceptance": self.acceptance,
                 "temperature": self.temperature,
                 "thresholds": None if self.thresholds is None else self.thresholds.tolist(),
+                "tie_shares": None if self.tie_shares is None else self.tie_shares.tolist(),
                 "seconds_per_image": self.seconds_per_image}
 
 
@@ -405,7 +422,7 @@ def sampler_from_state(generator: nn.Module, state: Mapping[str, Any] | None) ->
         return Sampler(generator, prior=prior.requires_grad_(False))
     if state["method"] == "select":
         selector = Selector(state["estimator"], state["acceptance"], state["temperature"],
-                            state["thresholds"])
+                            state["thresholds"], tie_shares=state.get("tie_shares"))
         selector.seconds_per_image = state.get("seconds_per_image")
         return Sampler(generator, selector=selector)
     raise UsageError(f"the bundle's sampler method {state['method']!r} is unknown; "
