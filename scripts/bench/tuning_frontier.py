@@ -49,6 +49,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_GENERATOR = REPO / "src" / "pirtune" / "checkpoints" / "acgan-cpu.pt"
@@ -320,6 +321,8 @@ def plot(rows: list[dict], path: Path) -> Path:
     axes[0].set_xlabel("precision against real scenes (dotted: before tuning)")
     axes[1].set_xlabel("FID against the real scenes tilted to the same mean PIR")
     axes[1].set_xscale("log")
+    axes[1].xaxis.set_major_formatter(ScalarFormatter())
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_ylabel("Cohen's d of the true objective")
     handles = [axes[0].scatter([], [], marker=m, color="grey", label=name)
                for name, m in MARKERS.items()]
