@@ -49,7 +49,6 @@ class LatentPriorModule(L.LightningModule):
         self.prior = prior
         self.beta, self.lr, self.batch_size = beta, lr, batch_size
         self.w_fake_class, self.loss = w_fake_class, loss   # read by the watch
-        self.reward = reward
 
     @property
     def sampler(self) -> Sampler:
