@@ -16,6 +16,9 @@ again. ``write_evaluation``/``load_evaluations`` are the machine-readable file
 On the web app's picks with no true objective (``data=interactions``),
 ``model_view`` is what is left: the estimator's own predicted change on fresh
 samples, with a bootstrap CI: what the model believes, not a measurement.
+Where simulated people picked with a hidden objective, a ``UnitMap`` fitted on
+the judged images turns the choice model's utility into the objective's units,
+so its predicted change can be set beside the true one.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ INTERACTIONS_EVALUATION_NAME = "interactions_evaluation.json"
 INTERACTIONS_FORMAT = "pirtune-interactions-evaluation/1"
 MODEL_VIEW = ("the estimator's own view: the change it predicts for the tuned generator, "
               "not a measurement of what people would pick")
+MODEL_VIEW_UNITS = ("the choice model's own view in the hidden objective's units: its "
+                    "predicted change, mapped by a line fitted on the judged images; a "
+                    "prediction, set beside the measured change")
 SCORES_NAME = "evaluation_scores.csv"
 GRID_SIZE = 64  # images in each before/after grid (Fig. 3)
 
@@ -281,20 +287,67 @@ def evaluate_generators(
     )
 
 
+@dataclass(frozen=True)
+class UnitMap:
+    """A choice model's utility in a hidden objective's units: objective ≈ slope·u + intercept.
+
+    Fitted by least squares (``scipy.stats.linregress``) on the images people
+    judged, not on the samples it is then used on: the best linear guess of
+    the objective given the model's utility, so a selection by utility moves
+    the objective by about slope × its move in utility.
+
+    Attributes:
+        slope, intercept: the fit.
+        r: the correlation of utility and objective on the judged images.
+        images: how many judged images it was fitted on.
+    """
+
+    slope: float
+    intercept: float
+    r: float
+    images: int
+
+    @classmethod
+    def fit(cls, utilities: torch.Tensor, objective: torch.Tensor) -> UnitMap:
+        from scipy.stats import linregress
+
+        found = linregress(utilities.double().numpy(), objective.double().numpy())
+        return cls(float(found.slope), float(found.intercept), float(found.rvalue),
+                   len(utilities))
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What the estimator predicts of the tuned generator: its reward's change, and (given
+    a ``UnitMap``) the change in the hidden objective's units it implies."""
+
+    reward: BootstrapChange
+    units: BootstrapChange | None = None
+    unit_map: UnitMap | None = None
+
+
 def model_view(before: nn.Module, after: nn.Module, estimator: FrozenPIREstimator,
                num_samples: int, seed: int, batch_size: int, resamples: int,
-               out_dir: Path) -> BootstrapChange:
+               out_dir: Path, unit_map: UnitMap | None = None) -> ModelView:
     """The estimator's predicted change from ``before`` to ``after`` on fresh samples.
 
     Draws ``num_samples`` images from each (balanced classes; seeds ``seed`` and
     ``seed + 1``, as ``evaluate_generators``), scores them with the estimator and
-    bootstraps the change in means (``resamples``, 95 %). Saves the sets' grids
-    in ``out_dir`` (``eval_before.png``, ``eval_after.png``).
+    bootstraps the change in means (``resamples``, 95 %). With ``unit_map``
+    (a choice model's utility mapped to a hidden objective), the same images'
+    utilities give the predicted change in the objective's units too. Saves the
+    sets' grids in ``out_dir`` (``eval_before.png``, ``eval_after.png``).
     """
-    estimates = []
+    estimates, predicted = [], []
     for i, (name, generator) in enumerate((("before", before), ("after", after))):
         images, _ = draw(generator, num_samples, seed + i, batch_size)
         estimates.append(estimate_pir(estimator, images, batch_size))
+        if unit_map is not None:
+            utilities = score(estimator.utilities, images, batch_size)
+            predicted.append(unit_map.slope * utilities + unit_map.intercept)
         with atomic_write(out_dir / f"eval_{name}.png") as f:
             save_image(images[:GRID_SIZE], f, format="png", nrow=8, padding=1)
-    return bootstrap_change(estimates[0].numpy(), estimates[1].numpy(), resamples, seed=seed)
+    reward = bootstrap_change(estimates[0].numpy(), estimates[1].numpy(), resamples, seed=seed)
+    units = (bootstrap_change(predicted[0].numpy(), predicted[1].numpy(), resamples, seed=seed)
+             if predicted else None)
+    return ModelView(reward, units, unit_map)

@@ -117,12 +117,25 @@ def test_the_frozen_reward_is_the_chance_of_beating_a_judged_image(tmp_path):
     torch.testing.assert_close(frozen.utilities(images), torch.tensor(u, dtype=torch.float32))
 
 
+def test_a_fitted_scale_multiplies_utilities_and_the_reward_uses_them():
+    reference = torch.tensor([-1.0, 0.0, 0.5, 2.0])
+    frozen = FrozenChoiceModel(ChoiceNetwork(_Mean()), reference, scale=0.2)
+    images = torch.stack([torch.full((3, 4, 4), v) for v in (0.0, 0.5, 1.0)])
+    u = 0.2 * (3 * np.array([0.0, 0.5, 1.0]) - 1)
+    expected = (1 / (1 + np.exp(-(u[:, None] - 0.2 * reference.numpy()[None, :])))).mean(1)
+    torch.testing.assert_close(frozen.utilities(images), torch.tensor(u, dtype=torch.float32))
+    torch.testing.assert_close(frozen(images), torch.tensor(expected, dtype=torch.float32))
+    with pytest.raises(UsageError, match="scale"):
+        FrozenChoiceModel(ChoiceNetwork(_Mean()), reference, scale=float("nan"))
+
+
 def test_save_and_load_give_the_same_reward(tmp_path):
     network = ChoiceNetwork.from_config(NETWORK).eval()
-    frozen = FrozenChoiceModel(network, torch.tensor([0.1, -0.3]), config=NETWORK)
+    frozen = FrozenChoiceModel(network, torch.tensor([0.1, -0.3]), config=NETWORK, scale=0.37)
     path = save_choice_model(frozen, NETWORK, tmp_path / "estimator.pt")
     again = load_estimator(path)
     assert isinstance(again, FrozenChoiceModel)
+    assert again.scale == pytest.approx(0.37)
     images = torch.rand(3, 3, 16, 16)
     torch.testing.assert_close(again(images), frozen(images))
 

@@ -107,6 +107,17 @@ def test_the_loop_tunes_on_the_crowd_and_the_hidden_objective_judges(crowd_log, 
     [(_, evaluation)] = load_evaluations(run)
     assert evaluation.objective["name"] == "color_blue"
     assert evaluation.predicted.delta == pytest.approx(view["delta"], abs=1e-6)
+    # The temperature fitted on the held-out person is the one the saved model uses.
+    calibration = picks["calibration"]
+    assert calibration["rounds"] == ROUNDS and calibration["scale"] > 0
+    assert estimator.scale == pytest.approx(calibration["scale"])
+    assert 0 <= calibration["ece"] <= 1 and sum(b["count"] for b in calibration["bins"]) == 16
+    # Its prediction in the hidden objective's units, beside the measured change.
+    units = result["hidden_objective"]["model_view_in_objective_units"]
+    assert "own view" in units["label"] and units["fit"]["images"] > 0
+    assert result["hidden_objective"]["true_delta"] == pytest.approx(evaluation.change.delta)
+    assert units["ratio_to_true"] == pytest.approx(units["delta"] / evaluation.change.delta)
+    assert units["low"] <= units["delta"] <= units["high"]
     # The hidden objective's verdict, again from the per-image scores.
     with open(run / "evaluation_scores.csv") as f:
         rows = list(csv.DictReader(f))
@@ -121,6 +132,7 @@ def test_the_loop_tunes_on_the_crowd_and_the_hidden_objective_judges(crowd_log, 
     assert meta["iteration"] == 2 and meta["provenance"]["tuned_from"] == str(tiny_generator)
     text = report.read_text()
     assert "The estimator's own view" in text and "color_blue" in text
+    assert "Expected calibration error" in text and "Predicted Δ" in text
     assert f"{evaluation.change.cohens_d:.3f}" in text
     assert (run / "quality.json").is_file() and (run / "quality_base.json").is_file()
 

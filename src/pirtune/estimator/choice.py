@@ -20,6 +20,12 @@ estimator is (tuning, evaluation). Its reward is on PIR's scale [0, 1]:
 the model's probability that a person prefers x to an image drawn at random
 from those the log shows, in a Bradley–Terry comparison of the two. 0.5 is an
 image as good as a typical judged one. It is differentiable in the image.
+
+A network trained on a few hundred noisy picks is overconfident, so the stage
+that fits it also fits a temperature on the held-out rounds
+(``pirtune.estimator.calibration``): the frozen model's utilities are s·u, and
+its reward uses them, so its probabilities (and the size of the change it
+predicts) are on the people's scale, not the network's.
 """
 
 from __future__ import annotations
@@ -243,26 +249,34 @@ class FrozenChoiceModel(FrozenPIREstimator):
 
     Args:
         network: the trained ``ChoiceNetwork``.
-        reference: utilities [M] of the images people judged.
+        reference: utilities [M] of the images people judged, as the network gives them.
         config: the ``estimator.network`` config that built its backbone.
+        scale: the temperature factor s fitted on held-out rounds
+            (``pirtune.estimator.calibration``): every utility this model gives,
+            and so its reward, is s times the network's. 1.0: uncalibrated.
     """
 
     def __init__(self, network: ChoiceNetwork, reference: torch.Tensor,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, scale: float = 1.0) -> None:
         super().__init__(network, temperature=1.0, config=config)
         if reference.ndim != 1 or len(reference) == 0:
             raise UsageError("the choice model's reward needs the utilities of at least one "
                              "judged image")
+        if not (math.isfinite(scale) and scale > 0):
+            raise UsageError(f"the choice model's scale {scale} must be a positive number; "
+                             "fit it with pirtune.estimator.calibration.calibrate")
         self.register_buffer("reference", reference.detach().float().clone())
+        self.scale = float(scale)
 
     def utilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, H, W] in [0, 1] (or uint8) → utilities [B]."""
-        return self.network(to_unit_float(images))
+        """Images [B, 3, H, W] in [0, 1] (or uint8) → calibrated utilities s·u [B]."""
+        return self.network(to_unit_float(images)) * self.scale
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images [B, 3, H, W] in [0, 1] (or uint8) → reward [B] in [0, 1]."""
         u = self.utilities(images)                                     # [B]
-        return torch.sigmoid(u[:, None] - self.reference[None, :]).mean(1)   # [B, M] -> [B]
+        reference = self.reference * self.scale                        # [M]
+        return torch.sigmoid(u[:, None] - reference[None, :]).mean(1)  # [B, M] -> [B]
 
 
 def reference_utilities(network: ChoiceNetwork, images: torch.Tensor,

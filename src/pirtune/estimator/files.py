@@ -51,7 +51,8 @@ def save_choice_model(frozen: FrozenChoiceModel, network_cfg: dict[str, Any], pa
     with atomic_write(path) as f:
         torch.save({"format": ESTIMATOR_FORMAT, "loss": "choice",
                     "state_dict": frozen.network.state_dict(), "network": network_cfg,
-                    "reference": frozen.reference.cpu(), "temperature": 1.0, **extra}, f)
+                    "reference": frozen.reference.cpu(), "scale": frozen.scale,
+                    "temperature": 1.0, **extra}, f)
     return path
 
 
@@ -94,4 +95,5 @@ def load_choice_model(saved: dict[str, Any]) -> FrozenChoiceModel:
     """The ``FrozenChoiceModel`` of a file ``save_choice_model`` wrote (already loaded)."""
     network = ChoiceNetwork.from_config(saved["network"])
     network.load_state_dict(saved["state_dict"])
-    return FrozenChoiceModel(network, saved["reference"], config=saved["network"])
+    return FrozenChoiceModel(network, saved["reference"], config=saved["network"],
+                             scale=float(saved.get("scale", 1.0)))   # 1.0: saved uncalibrated

@@ -43,6 +43,7 @@ def render_interactions(root: Path, result: dict, hidden: Evaluation | None,
              f"{_f(picks['nll']) if picks['nll'] == picks['nll'] else 'n/a'} |", "",
              f"Scored on {where}: the share of rounds whose pick the estimator ranks first "
              "of the four (ties shared).", "",
+             *_calibration(picks),
              "## The estimator's own view of the tuned generator", "",
              f"*{view['label']}.*", "",
              f"Mean reward {_f(view['mean_before'], 4)} → {_f(view['mean_after'], 4)}: "
@@ -65,10 +66,37 @@ def render_interactions(root: Path, result: dict, hidden: Evaluation | None,
                   f"{_f(change.mean_after, 4)} | {change.delta:+.4f} | {_f(change.cohens_d)} | "
                   f"{_f(change.welch.t, 2)} | {change.welch.p:.2g} | "
                   f"{'yes' if change.significant else 'no'} (α = {change.alpha:g}) |"]
+        units = (result.get("hidden_objective") or {}).get("model_view_in_objective_units")
+        if units is not None:
+            fit = units["fit"]
+            lines += ["", f"*{units['label']}.*", "",
+                      f"Predicted Δ {units['delta']:+.4f} [{units['low']:+.4f}, "
+                      f"{units['high']:+.4f}] against the measured Δ {change.delta:+.4f} "
+                      f"(ratio {units['ratio_to_true']:.2f}); the line objective ≈ "
+                      f"{fit['slope']:.4f}·u {fit['intercept']:+.4f} was fitted on "
+                      f"{fit['images']} judged images, r = {fit['r']:.2f}."]
     lines += ["", "## Quality before and after tuning, beside the real-vs-real floor", "",
               *(_quality([quality]) if quality is not None else
                 ["Not scored (`quality.in_loop=false`)."]), ""]
     return "\n".join(lines)
+
+
+def _calibration(picks: dict) -> list[str]:
+    """The choice model's temperature and its pick probabilities' calibration, as lines."""
+    found = picks.get("calibration")
+    if found is None:
+        note = picks.get("calibration_note")
+        return [f"Calibration: {note}.", ""] if note else []
+    lines = [f"Calibrated on {found['rounds']} held-out rounds: the network's utilities are "
+             f"scaled by {found['scale']:.3f}. Expected calibration error of the pick "
+             f"probabilities {found['ece_raw']:.3f} as trained, {found['ece']:.3f} calibrated "
+             f"(cross-fitted over {found['folds']} groups of people); NLL "
+             f"{found['nll_raw']:.3f} → {found['nll']:.3f} (chance 1.386).", "",
+             "| predicted pick probability | candidates | mean predicted | share picked |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {b['lower']:.1f}–{b['upper']:.1f} | {b['count']} | {b['predicted']:.3f} | "
+              f"{b['observed']:.3f} |" for b in found["bins"]]
+    return [*lines, ""]
 
 
 def write_interactions_report(root: str | Path) -> Path:

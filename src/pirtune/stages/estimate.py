@@ -15,7 +15,9 @@ and true ones, and the estimator as an artifact made from the PIR datasets.
 With ``estimator.loss=choice`` (the default of ``data=interactions``) it fits
 the choice model of ``pirtune.estimator.choice`` instead: Plackett–Luce over
 the log's answered rounds, sessions split into training and held-out ones;
-the report is its held-out pick accuracy.
+the report is its held-out pick accuracy and its calibration: a temperature
+fitted on the held-out people (``pirtune.estimator.calibration``), kept in the
+saved model, with the expected calibration error before and after.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pirtune.data.datamodules import PIRDataModule
 from pirtune.errors import UsageError
-from pirtune.estimator.choice import choice_report, fit_choice_model, read_choice_rounds
+from pirtune.estimator.calibration import calibrate
+from pirtune.estimator.choice import (
+    choice_report,
+    fit_choice_model,
+    read_choice_rounds,
+    round_scores,
+)
 from pirtune.estimator.ensemble import FrozenPIREnsemble
 from pirtune.estimator.files import save_choice_model, save_estimator
 from pirtune.estimator.frozen import FrozenPIREstimator, estimate_pir
@@ -178,9 +186,24 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
                                  trainer=fit, ckpt_path=resume_path("estimate", checkpoints))
     if not rank_zero():
         return
+    calibration = None
+    if len(held):   # the temperature, fitted on the held-out people (calibration's docstring)
+        calibration = calibrate(round_scores(frozen.utilities, held), held.picked,
+                                held.sessions, seed=cfg.seed)
+        frozen.scale = calibration.scale
     report = choice_report(frozen, held if len(held) else train, held_out=bool(len(held)))
-    write_json(out.parent / REPORT_NAME, {"loss": "choice", **dataclasses.asdict(report),
-                                          "training_rounds": len(train)})
+    write_json(out.parent / REPORT_NAME, {
+        "loss": "choice", **dataclasses.asdict(report), "training_rounds": len(train),
+        "calibration": (dataclasses.asdict(calibration) if calibration is not None else None),
+        "calibration_note": (None if calibration is not None else
+                             "not calibrated: no held-out rounds (one session, or "
+                             "estimator.val_fraction=0); the utilities are the network's")})
+    if calibration is not None:
+        log.info("estimate: choice model temperature fitted on %d held-out rounds: scale %.3f;"
+                 " ECE %.3f as trained, %.3f calibrated (cross-fitted, %d folds); NLL %.3f -> "
+                 "%.3f (chance 1.386)", calibration.rounds, calibration.scale,
+                 calibration.ece_raw, calibration.ece, calibration.folds, calibration.nll_raw,
+                 calibration.nll)
     save_choice_model(frozen, settings.network, out, report=dataclasses.asdict(report))
     tracker.metrics({f"estimate/held_out/{key}": float(value)
                      for key, value in dataclasses.asdict(report).items()

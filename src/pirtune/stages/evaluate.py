@@ -36,15 +36,18 @@ from pirtune.evaluation import (
     INTERACTIONS_EVALUATION_NAME,
     INTERACTIONS_FORMAT,
     MODEL_VIEW,
+    MODEL_VIEW_UNITS,
     Evaluation,
     TrainingSet,
+    UnitMap,
     evaluate_generators,
     model_view,
     write_evaluation,
 )
 from pirtune.files import write_json
 from pirtune.models.bundle import load_sampler
-from pirtune.objectives import build_objective
+from pirtune.estimator.frozen import to_unit_float
+from pirtune.objectives import build_objective, score
 from pirtune.objectives.control import control_spec
 from pirtune.stages.config import EvaluateConfig
 from pirtune.stages.rundir import Round, begin_stage
@@ -138,6 +141,15 @@ def _evaluate(cfg: EvaluateConfig, rnd: Round, objective: nn.Module,
     return evaluation
 
 
+def _unit_map(estimator: FrozenChoiceModel, objective: nn.Module, export: Path,
+              batch_size: int) -> UnitMap:
+    """The choice model's utility in ``objective``'s units, fitted on the judged images."""
+    rounds = read_choice_rounds(export)
+    judged = to_unit_float(rounds.images[torch.unique(rounds.slots)])
+    return UnitMap.fit(score(estimator.utilities, judged, batch_size),
+                       score(objective, judged, batch_size))
+
+
 def _exported(cfg: EvaluateConfig, rnd: Round) -> Round:
     """``rnd`` reading the web app's export: ``data.path`` itself when it is one."""
     source = Path(cfg.interactions)
@@ -160,17 +172,28 @@ def _evaluate_interactions(cfg: EvaluateConfig, rnd: Round, record, out: Path) -
             choice_report(estimator, read_choice_rounds(rnd.pir_data), held_out=False))}
     before, _ = load_sampler(rnd.baseline)
     after, _ = load_sampler(rnd.tuned)
+    objective = build_objective(cfg.objective) if cfg.use_objective else None
+    unit_map = (_unit_map(estimator, objective, rnd.pir_data, cfg.batch_size)
+                if objective is not None and isinstance(estimator, FrozenChoiceModel) else None)
     with track(rnd.run, "evaluate", rnd, record) as tracker:
-        view = model_view(before.to(device), after.to(device), estimator.to(device),
-                          cfg.num_samples, cfg.seed, cfg.batch_size, cfg.bootstrap, rnd.dir)
+        seen = model_view(before.to(device), after.to(device), estimator.to(device),
+                          cfg.num_samples, cfg.seed, cfg.batch_size, cfg.bootstrap, rnd.dir,
+                          unit_map)
+        view = seen.reward
         hidden = None
-        if cfg.use_objective:
-            objective = build_objective(cfg.objective)
+        if objective is not None:
             evaluation = _evaluate(cfg, rnd, objective, tracker, _control(cfg, objective))
             write_evaluation(evaluation, rnd.dir / EVALUATION_NAME)
             tracker.metrics({f"tune/eval/{key}": value
                              for key, value in evaluation.metrics.items()}, step=0)
-            hidden = {"objective": objective.describe(), "evaluation": EVALUATION_NAME}
+            hidden = {"objective": objective.describe(), "evaluation": EVALUATION_NAME,
+                      "true_delta": evaluation.change.delta}
+            if seen.units is not None:
+                hidden["model_view_in_objective_units"] = {
+                    "label": MODEL_VIEW_UNITS, **dataclasses.asdict(seen.units),
+                    "fit": dataclasses.asdict(seen.unit_map),
+                    "ratio_to_true": (seen.units.delta / evaluation.change.delta
+                                      if evaluation.change.delta else None)}
         write_json(out, {"format": INTERACTIONS_FORMAT, "run": rnd.run.name, "scale":
                          rnd.run.scale, "generator_before": str(rnd.baseline),
                          "generator_after": str(rnd.tuned), "estimator": picks,
