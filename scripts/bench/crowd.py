@@ -134,19 +134,21 @@ def figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.6))
-    for seed in sorted({r["seed"] for r in rows}):
-        mine = [r for r in rows if r["seed"] == seed]
+    for i, seed in enumerate(sorted({r["seed"] for r in rows})):
+        mine, colour = [r for r in rows if r["seed"] == seed], f"C{i}"   # one colour a crowd
         picks = [r["picks"] for r in mine]
-        left.plot(picks, [r["cohens_d"] for r in mine], "o-", label=f"crowd {seed}")
-        middle.plot(picks, [r["pick_accuracy_choice"] for r in mine], "o-",
+        left.plot(picks, [r["cohens_d"] for r in mine], "o-", color=colour,
+                  label=f"crowd {seed}")
+        middle.plot(picks, [r["pick_accuracy_choice"] for r in mine], "o-", color=colour,
                     label=f"choice model, crowd {seed}")
-        middle.plot(picks, [r["pick_accuracy_bins"] for r in mine], "s--", alpha=0.6,
-                    label=f"binned (C.3), crowd {seed}")
-        right.plot(picks, [r["delta"] for r in mine], "o-", label=f"true Δ, crowd {seed}")
+        middle.plot(picks, [r["pick_accuracy_bins"] for r in mine], "s--", color=colour,
+                    alpha=0.6, label=f"binned (C.3), crowd {seed}")
+        right.plot(picks, [r["delta"] for r in mine], "o-", color=colour,
+                   label=f"true Δ, crowd {seed}")
         right.errorbar(picks, [r["predicted_delta"] for r in mine],
                        yerr=[[r["predicted_delta"] - r["predicted_low"] for r in mine],
                              [r["predicted_high"] - r["predicted_delta"] for r in mine]],
-                       fmt="x:", capsize=2, label=f"predicted Δ, crowd {seed}")
+                       fmt="x:", color=colour, capsize=2, label=f"predicted Δ, crowd {seed}")
     ceiling = [r["pick_accuracy_hidden"] for r in rows if r["seed"] == rows[0]["seed"]]
     picks = [r["picks"] for r in rows if r["seed"] == rows[0]["seed"]]
     middle.plot(picks, ceiling, "k:", marker="^", label="the hidden objective itself")

@@ -30,6 +30,7 @@ from pirtune.data.pir_dataset import read_pir_datasets
 from pirtune.errors import UsageError
 from pirtune.estimator.choice import FrozenChoiceModel, choice_report, read_choice_rounds
 from pirtune.estimator.files import load_estimator
+from pirtune.estimator.frozen import to_unit_float
 from pirtune.estimator.network import PAPER_BINS
 from pirtune.evaluation import (
     EVALUATION_NAME,
@@ -46,7 +47,6 @@ from pirtune.evaluation import (
 )
 from pirtune.files import write_json
 from pirtune.models.bundle import load_sampler
-from pirtune.estimator.frozen import to_unit_float
 from pirtune.objectives import build_objective, score
 from pirtune.objectives.control import control_spec
 from pirtune.stages.config import EvaluateConfig
