@@ -172,6 +172,9 @@ class EstimatorConfig(Section):
     members: int = 1                # an ensemble: members > 1 learn from bootstrap resamples
     targets: str = "onehot"         # onehot (C.3) or hl_gauss (Farebrother et al. 2024)
     loss: str = "bins"              # bins (C.3) or choice (Plackett–Luce over web-app rounds)
+    # choice: fit a temperature on the held-out people (pirtune.estimator.calibration);
+    # false keeps the network's raw utilities (how the choice model was before)
+    calibrate: bool = True
 
     positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "members")
 
@@ -193,7 +196,8 @@ class EstimateConfig(Section):
     """Fitting the PIR estimator on the round's PIR datasets, or on the web app's picks."""
 
     name: ClassVar[str] = "estimate"
-    added: ClassVar[dict[str, Any]] = {"estimator.loss": "bins", "generators": []}
+    added: ClassVar[dict[str, Any]] = {"estimator.loss": "bins", "generators": [],
+                                       "estimator.calibrate": True}
 
     estimator: EstimatorConfig = MISSING
     seed: int = 0

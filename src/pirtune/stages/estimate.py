@@ -187,7 +187,7 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
     if not rank_zero():
         return
     calibration = None
-    if len(held):   # the temperature, fitted on the held-out people (calibration's docstring)
+    if len(held) and settings.calibrate:   # the temperature, fitted on the held-out people
         calibration = calibrate(round_scores(frozen.utilities, held), held.picked,
                                 held.sessions, seed=cfg.seed)
         frozen.scale = calibration.scale
@@ -196,8 +196,9 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
         "loss": "choice", **dataclasses.asdict(report), "training_rounds": len(train),
         "calibration": (dataclasses.asdict(calibration) if calibration is not None else None),
         "calibration_note": (None if calibration is not None else
-                             "not calibrated: no held-out rounds (one session, or "
-                             "estimator.val_fraction=0); the utilities are the network's")})
+                             "not calibrated (estimator.calibrate=false, or no held-out "
+                             "rounds: one session, or estimator.val_fraction=0); the "
+                             "utilities are the network's")})
     if calibration is not None:
         log.info("estimate: choice model temperature fitted on %d held-out rounds: scale %.3f;"
                  " ECE %.3f as trained, %.3f calibrated (cross-fitted, %d folds); NLL %.3f -> "
