@@ -22,7 +22,9 @@ arguments go to pirtune-train.
 
 Everything lives under ``--work`` (default runs/crowd-bench): each crowd's log
 and every budget's run and row are kept, so a run cut off continues where it
-stopped; a finished row is not run again.
+stopped; a finished row is not run again. Loops with other pirtune-train
+overrides on the same crowds get their own runs (a tag of the overrides), so
+methods compare on identical picks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import sqlite3
@@ -324,16 +327,24 @@ def crowd(work: Path, args, seed: int) -> tuple[Path, dict]:
     return db, made
 
 
+def variant(overrides: list[str], smoke: bool) -> str:
+    """A short tag of the loop's overrides: runs with other settings on the same crowds get
+    their own run folders and rows ("" for the defaults)."""
+    own = [o for o in overrides if not smoke or o not in SMOKE]
+    return "-" + hashlib.sha1(" ".join(sorted(own)).encode()).hexdigest()[:6] if own else ""
+
+
 def budget(work: Path, db: Path, seed: int, picks: int, args, overrides: list[str]) -> dict:
     """One crowd's loop on its first picks/rounds people: the row (kept; reused if there)."""
-    saved = work / f"row-s{seed}-{picks}.json"
+    name = f"crowd-s{seed}-{picks}{variant(overrides, args.smoke)}"
+    saved = work / f"row-{name}.json"
     if saved.is_file():
         return json.loads(saved.read_text())
     people = picks // args.rounds
     sub = work / f"crowd-s{seed}-{picks}.db"
     if not sub.is_file():
         first_sessions(db, sub, people)
-    run, seconds = loop(sub, work, f"crowd-s{seed}-{picks}", args, [f"seed={seed}", *overrides])
+    run, seconds = loop(sub, work, name, args, [f"seed={seed}", *overrides])
     evaluation = json.loads((run / "evaluation.json").read_text())
     result = json.loads((run / "interactions_evaluation.json").read_text())
     estimator = json.loads((run / "estimator_report.json").read_text())
@@ -423,7 +434,8 @@ def main() -> None:
     args.out.with_suffix(".md").write_text(markdown(rows, args, crowds, command))
     figure(rows, args.out.with_suffix(".png"))
     first = args.seeds[0]
-    largest = args.work / "runs" / f"crowd-s{first}-{args.picks[-1]}"
+    largest = (args.work / "runs" /
+               f"crowd-s{first}-{args.picks[-1]}{variant(overrides, args.smoke)}")
     default = args.out == parser.get_default("out")   # the README's picture
     picture = (REPO / "docs" / "human_loop.png" if default
                else args.out.with_name(f"{args.out.name}_human_loop.png"))

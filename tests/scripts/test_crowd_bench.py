@@ -46,6 +46,15 @@ def test_a_budget_never_run_is_not_called_met() -> None:
     assert "crowd 0, d ≥ 1.3 from 2000 picks: not measured (no budget that large)" in verdicts
 
 
+def test_other_overrides_get_their_own_runs() -> None:
+    bench = _bench()
+    assert bench.variant([], smoke=False) == ""
+    assert bench.variant(bench.SMOKE, smoke=True) == ""
+    one = bench.variant(["tune=pir_anchored", "estimator.calibrate=false"], smoke=False)
+    assert one == bench.variant(["estimator.calibrate=false", "tune=pir_anchored"], smoke=False)
+    assert one != bench.variant(["tune=pir_anchored"], smoke=False) and len(one) == 7
+
+
 @pytest.mark.slow
 def test_the_smoke_run_writes_its_table(tmp_path) -> None:
     out = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True,
@@ -54,7 +63,7 @@ def test_the_smoke_run_writes_its_table(tmp_path) -> None:
     with open(folder / "crowd.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["picks"]) for r in rows] == [8, 16]
-    saved = json.loads((folder / "row-s0-16.json").read_text())
+    saved = json.loads((folder / "row-crowd-s0-16.json").read_text())
     assert float(rows[1]["ratio"]) == pytest.approx(saved["predicted_delta"] / saved["delta"])
     assert (folder / "crowd.png").is_file() and (folder / "crowd_human_loop.png").is_file()
     assert "Targets:" in (folder / "crowd.md").read_text()
