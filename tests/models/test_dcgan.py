@@ -98,3 +98,15 @@ def test_the_search_and_the_web_app_take_the_dcgan(dcgan_run, tmp_path):
     assert len(state["candidates"]) == 4
     image = client.get(state["candidates"][0])
     assert image.status_code == 200 and image.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_dcgan_discriminator_takes_the_cpu_experiments_head_setting():
+    torch.manual_seed(0)
+    plain = DCGANDiscriminator(num_classes=1, resolution=16, width=0.25)
+    torch.manual_seed(0)
+    projection = DCGANDiscriminator(num_classes=1, resolution=16, width=0.25,
+                                    head="projection")
+    images = torch.rand(3, 3, 16, 16)
+    torch.testing.assert_close(plain(images)[0], projection(images)[0])
+    with pytest.raises(ValueError, match="model.discriminator.head='tac'"):
+        DCGANDiscriminator(num_classes=1, resolution=16, head="tac")

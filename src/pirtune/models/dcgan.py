@@ -79,11 +79,19 @@ class DCGANDiscriminator(nn.Module):
         norm: ``"none"``, or ``"spectral"`` normalisation of every layer (as the
             ACGAN discriminator's, so the CPU experiment's settings apply to both).
         dropout: dropout probability after every hidden layer (0: none).
+        head: ``"ac"`` or ``"projection"``, so the CPU experiment's discriminator
+            settings apply here too. The DCGAN has one class, and a projection
+            ⟨embed(y), φ(x)⟩ with one class is a second linear map of the same
+            features as the source head's: the same function class, so both names
+            build the plain head. ``"tac"`` (a twin classifier of one class) is refused.
     """
 
     def __init__(self, num_classes: int = 2, resolution: int = 32, width: float = 1.0,
-                 norm: str = "none", dropout: float = 0.0) -> None:
+                 norm: str = "none", dropout: float = 0.0, head: str = "ac") -> None:
         super().__init__()
+        if head not in ("ac", "projection"):
+            raise ValueError(f"model.discriminator.head={head!r} has no meaning for the "
+                             "one-class DCGAN; use ac (or projection, the same head here)")
         if norm not in ("none", "spectral"):
             raise ValueError(f"DCGAN discriminator norm {norm!r} is unknown; "
                              "choose 'none' or 'spectral'")
