@@ -107,6 +107,10 @@ def test_the_loop_tunes_on_the_crowd_and_the_hidden_objective_judges(crowd_log, 
     [(_, evaluation)] = load_evaluations(run)
     assert evaluation.objective["name"] == "color_blue"
     assert evaluation.predicted.delta == pytest.approx(view["delta"], abs=1e-6)
+    # Early stopping watched a training person (never the held-out one) and kept an epoch.
+    assert cfg.estimate.estimator.patience == 5
+    stopped = picks["early_stopping"]
+    assert stopped["rounds"] == ROUNDS and stopped["best_epoch"] in (0, 1)
     # The temperature fitted on the held-out person is the one the saved model uses.
     calibration = picks["calibration"]
     assert calibration["rounds"] == ROUNDS and calibration["scale"] > 0

@@ -298,11 +298,15 @@ def fit_choice_model(network_cfg: Any, train: ChoiceRounds, held_out: ChoiceRoun
                      epochs: int, batch_size: int, seed: int,
                      optimizer: OptimizerFactory | None = None,
                      trainer: L.Trainer | None = None,
-                     ckpt_path: str | None = None) -> tuple[ChoiceModule, FrozenChoiceModel]:
+                     ckpt_path: str | None = None,
+                     reference: ChoiceRounds | None = None,
+                     restore_best: bool = False) -> tuple[ChoiceModule, FrozenChoiceModel]:
     """Train a choice model on ``train``, validating on ``held_out`` (if any rounds).
 
     Returns the module and its frozen form, whose reward's reference is every
-    judged image of ``train``.
+    judged image of ``reference`` (default ``train``). With ``restore_best`` the
+    weights of the trainer's best checkpoint (its ``ModelCheckpoint`` monitoring
+    the validation loss) are the ones kept: early stopping on ``held_out``.
     """
     L.seed_everything(seed, workers=True, verbose=False)
     module = ChoiceModule(ChoiceNetwork.from_config(network_cfg), optimizer)
@@ -313,8 +317,13 @@ def fit_choice_model(network_cfg: Any, train: ChoiceRounds, held_out: ChoiceRoun
                   else None)
     fit.fit(module, train_dataloaders=choice_loader(train, batch_size, True, seed),
             val_dataloaders=validation, ckpt_path=ckpt_path)
+    best = getattr(fit.checkpoint_callback, "best_model_path", "") if restore_best else ""
+    if best:
+        saved = torch.load(best, map_location="cpu", weights_only=False)   # our own checkpoint
+        module.load_state_dict(saved["state_dict"])
     module = module.cpu()
-    judged = train.images[torch.unique(train.slots)]
+    reference = train if reference is None else reference
+    judged = reference.images[torch.unique(reference.slots)]
     frozen = FrozenChoiceModel(module.network, reference_utilities(module.network, judged, seed),
                                config=None)
     return module, frozen

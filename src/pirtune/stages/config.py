@@ -175,6 +175,9 @@ class EstimatorConfig(Section):
     # choice: fit a temperature on the held-out people (pirtune.estimator.calibration);
     # false keeps the network's raw utilities (how the choice model was before)
     calibrate: bool = True
+    # choice: epochs without improvement of the NLL on a share of the training people
+    # before training stops (the best epoch's weights kept); 0 trains every epoch
+    patience: int = 0
 
     positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "members")
 
@@ -186,6 +189,9 @@ class EstimatorConfig(Section):
         if self.loss not in LOSSES:
             raise UsageError(f"estimator.loss={self.loss!r} is unknown; choose one of: "
                              f"{', '.join(LOSSES)}")
+        if isinstance(self.patience, int) and self.patience < 0:
+            raise UsageError(f"estimator.patience={self.patience} must be 0 (train every "
+                             "epoch) or a positive number of epochs")
         if self.loss == "choice" and isinstance(self.members, int) and self.members > 1:
             raise UsageError(f"estimator.members={self.members}: the choice model trains one "
                              "network; set estimator.members=1 or estimator.loss=bins")
@@ -197,7 +203,7 @@ class EstimateConfig(Section):
 
     name: ClassVar[str] = "estimate"
     added: ClassVar[dict[str, Any]] = {"estimator.loss": "bins", "generators": [],
-                                       "estimator.calibrate": True}
+                                       "estimator.calibrate": True, "estimator.patience": 0}
 
     estimator: EstimatorConfig = MISSING
     seed: int = 0

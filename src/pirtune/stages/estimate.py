@@ -17,7 +17,13 @@ the choice model of ``pirtune.estimator.choice`` instead: Plackett–Luce over
 the log's answered rounds, sessions split into training and held-out ones;
 the report is its held-out pick accuracy and its calibration: a temperature
 fitted on the held-out people (``pirtune.estimator.calibration``), kept in the
-saved model, with the expected calibration error before and after.
+saved model, with the expected calibration error before and after. With
+``estimator.patience`` > 0 (data=interactions: 5) training stops once the NLL
+on a share (``val_fraction``) of the *training* people has not improved for that
+many epochs, and the best epoch's weights are kept: a fixed epoch count trains
+a larger log for more steps, and the choice model overfit (crowd benchmark:
+held-out NLL lowest at epoch 6 of 20 on 1,000 picks, pick accuracy falling
+from 0.44 at 250 picks to 0.375 at 1,000).
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import sqlite3
 from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from pirtune.data.datamodules import PIRDataModule
 from pirtune.errors import UsageError
@@ -178,12 +185,25 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
     settings = cfg.estimator
     rounds = read_choice_rounds(rnd.pir_data)
     train, held = rounds.split(settings.val_fraction, cfg.seed)
-    fit = trainer(rnd.run, [ModelCheckpoint(dirpath=checkpoints, save_last="link",
-                                            save_top_k=1)],
-                  tracker.loggers, max_epochs=settings.epochs)
-    _, frozen = fit_choice_model(settings.network, train, held, settings.epochs,
+    # Early stopping on people of the training side (never the held-out ones, which
+    # score and calibrate the model): a fixed epoch count overfits a larger log.
+    fit_on, stop_on = (train.split(settings.val_fraction, cfg.seed + 1)
+                       if settings.patience > 0 else (train, held))
+    early = settings.patience > 0 and len(stop_on) > 0
+    if settings.patience > 0 and not early:   # one training person: nothing to stop on
+        fit_on, stop_on = train, held
+    monitor = {"monitor": "estimate/val/loss", "mode": "min"} if early else {}
+    callbacks = [ModelCheckpoint(dirpath=checkpoints, save_last="link", save_top_k=1, **monitor)]
+    if early:
+        callbacks.append(EarlyStopping(patience=settings.patience, **monitor))
+    fit = trainer(rnd.run, callbacks, tracker.loggers, max_epochs=settings.epochs)
+    _, frozen = fit_choice_model(settings.network, fit_on, stop_on, settings.epochs,
                                  settings.batch_size, cfg.seed, instantiate(settings.optimizer),
-                                 trainer=fit, ckpt_path=resume_path("estimate", checkpoints))
+                                 trainer=fit, ckpt_path=resume_path("estimate", checkpoints),
+                                 reference=train, restore_best=early)
+    stopped = {"early_stopping": {"patience": settings.patience, "rounds": len(stop_on),
+                                  "best_epoch": _best_epoch(fit), "epochs_run": fit.current_epoch}
+               if early else None}
     if not rank_zero():
         return
     calibration = None
@@ -194,6 +214,7 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
     report = choice_report(frozen, held if len(held) else train, held_out=bool(len(held)))
     write_json(out.parent / REPORT_NAME, {
         "loss": "choice", **dataclasses.asdict(report), "training_rounds": len(train),
+        **stopped,
         "calibration": (dataclasses.asdict(calibration) if calibration is not None else None),
         "calibration_note": (None if calibration is not None else
                              "not calibrated (estimator.calibrate=false, or no held-out "
@@ -216,6 +237,13 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
              "(chance %.2f), NLL %.3f -> %s", settings.network.get("backbone"), report.rounds,
              "held-out" if report.held_out else "training (none held out)", report.sessions,
              report.pick_accuracy, report.chance, report.nll, out)
+
+
+def _best_epoch(fit: L.Trainer) -> int | None:
+    """The epoch (0-based) of the checkpoint early stopping kept, from its file name."""
+    best = Path(getattr(fit.checkpoint_callback, "best_model_path", "") or "").stem
+    found = re.search(r"epoch=(\d+)", best)
+    return int(found.group(1)) if found else None
 
 
 def _save(cfg: EstimateConfig, modules: list[PIREstimatorModule], datamodule: PIRDataModule,
