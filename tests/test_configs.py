@@ -32,7 +32,8 @@ def test_experiment_composes_and_instantiates(make_cfg, experiment):
     images, labels = datamodule.to_model_input(next(iter(datamodule.train_dataloader())))
     with torch.no_grad():
         fake = module.generator(module.sample_latents(4)[0], labels)
-        source, classes = module.discriminator(torch.cat([images, fake]))
+        source, classes = module.discriminator(torch.cat([images, fake]),
+                                               torch.cat([labels, labels]))
     assert fake.shape == images.shape == (4, 3, cfg.data.resolution, cfg.data.resolution)
     assert source.shape == (8,) and classes.shape == (8, cfg.data.num_classes)
     for spec in cfg.logger.values():
@@ -136,7 +137,7 @@ def test_the_make_run_configuration_builds_its_stages_loggers_and_progress_bar(t
     images = render(generator, torch.randn(4, generator.latent_dim), labels)
     assert build_objective(cfg.objective)(images).shape == (4,)
     assert instantiate(cfg.estimator.network)(images).shape == (4, cfg.estimator.network.bins)
-    source, classes = discriminator(images * 2 - 1)
+    source, classes = discriminator(images * 2 - 1, labels)
     assert source.shape == (4,) and classes.shape == (4, cfg.data.num_classes)
 
     # CSV and W&B loggers (W&B offline without credentials; its run disabled here) and
