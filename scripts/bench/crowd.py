@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def loop(db: Path, home: Path, name: str, args, overrides: list[str]) -> tuple[P
     (a run cut off resumes: its finished stages are not run again)."""
     command = [sys.executable, "-m", "pirtune.train", "data=interactions", f"data.path={db}",
                f"objective={args.objective}", "data.hidden_objective=true", f"name={name}",
-               "progress=false", "logger=csv", *overrides]
+               f"generator_ckpt={args.checkpoint}", "progress=false", "logger=csv", *overrides]
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "PIRTUNE_HOME": str(home)})
     return home / "runs" / name, time.perf_counter() - start
@@ -350,8 +351,9 @@ def budget(work: Path, db: Path, seed: int, picks: int, args, overrides: list[st
     estimator = json.loads((run / "estimator_report.json").read_text())
     val_fraction = next((float(o.split("=", 1)[1]) for o in overrides
                          if o.startswith("estimator.val_fraction=")), 0.2)
-    binned = binned_accuracy(run / "pir_data", val_fraction, seed, args.epochs, 32,
-                             work / f"work-s{seed}-{picks}")
+    scratch = work / f"work-{name}"   # the binned estimator's data: made again whole
+    shutil.rmtree(scratch, ignore_errors=True)
+    binned = binned_accuracy(run / "pir_data", val_fraction, seed, args.epochs, 32, scratch)
     ceiling = hidden_accuracy(run / "pir_data", val_fraction, seed,
                               compose_objective(args.objective))
     change = evaluation["change"]
