@@ -110,7 +110,7 @@ def recipe(model: dict) -> str:
     g, d = model["generator"], model["discriminator"]
     d_opt = model["d_optimizer"]["_target_"].rsplit(".", 1)[-1]
     parts = [f"G ×{g.get('width', 1)} {g.get('norm', 'none')} norm",
-             f"D ×{d.get('width', 1)} {d.get('norm', 'batch')} norm",
+             f"D ×{d.get('width', 1)} {d.get('norm', 'batch')} norm, {d.get('head', 'ac')} head",
              f"{model.get('loss', 'paper')} loss",
              f"G lr {model['g_optimizer']['lr']:g}, D {d_opt} lr {model['d_optimizer']['lr']:g}",
              f"w_fake_class {model.get('w_fake_class')}"]
