@@ -15,12 +15,15 @@ and true ones, and the estimator as an artifact made from the PIR datasets.
 With ``estimator.loss=choice`` (the default of ``data=interactions``) it fits
 the choice model of ``pirtune.estimator.choice`` instead: Plackett–Luce over
 the log's answered rounds, sessions split into training and held-out ones;
-the report is its held-out pick accuracy.
+the report is its held-out pick accuracy. The file names the generators whose
+images the picks were of (``generators``: their bundles' SHA-256), which
+``pirtune-serve --prior`` checks against the generator it serves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import logging
 import sqlite3
@@ -32,7 +35,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pirtune.data.datamodules import PIRDataModule
 from pirtune.errors import UsageError
-from pirtune.estimator.choice import choice_report, fit_choice_model, read_choice_rounds
+from pirtune.estimator.choice import (
+    ROUNDS_NAME,
+    choice_report,
+    fit_choice_model,
+    read_choice_rounds,
+)
 from pirtune.estimator.ensemble import FrozenPIREnsemble
 from pirtune.estimator.files import save_choice_model, save_estimator
 from pirtune.estimator.frozen import FrozenPIREstimator, estimate_pir
@@ -181,7 +189,8 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
     report = choice_report(frozen, held if len(held) else train, held_out=bool(len(held)))
     write_json(out.parent / REPORT_NAME, {"loss": "choice", **dataclasses.asdict(report),
                                           "training_rounds": len(train)})
-    save_choice_model(frozen, settings.network, out, report=dataclasses.asdict(report))
+    save_choice_model(frozen, settings.network, out, report=dataclasses.asdict(report),
+                      generators=_served_by(rnd.pir_data))
     tracker.metrics({f"estimate/held_out/{key}": float(value)
                      for key, value in dataclasses.asdict(report).items()
                      if isinstance(value, int | float)}, step=fit.global_step)
@@ -192,6 +201,14 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
              "(chance %.2f), NLL %.3f -> %s", settings.network.get("backbone"), report.rounds,
              "held-out" if report.held_out else "training (none held out)", report.sessions,
              report.pick_accuracy, report.chance, report.nll, out)
+
+
+def _served_by(export: Path) -> list[str]:
+    """The SHA-256 of every generator whose images the export's rounds showed (``rounds.csv``'s
+    ``generator`` column; rounds of sessions that logged none are left out): the choice
+    model's provenance, which ``pirtune-serve --prior`` checks against the served generator."""
+    with (export / ROUNDS_NAME).open() as f:
+        return sorted({row["generator"] for row in csv.DictReader(f) if row.get("generator")})
 
 
 def _save(cfg: EstimateConfig, modules: list[PIREstimatorModule], datamodule: PIRDataModule,
