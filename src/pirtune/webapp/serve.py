@@ -2,9 +2,15 @@
 
     pirtune-serve --port 8000 --db runs/webapp/interactions.db
     pirtune-serve --checkpoint runs/<run>/tuned.pt   # a tuned generator, served back
+    pirtune-serve --prior runs/<run>/estimator.pt    # start from what earlier people picked
 
 Every session records the SHA-256 of the ``--checkpoint`` bundle that served
 it, so one log can hold sessions of several generators (``pirtune-export``).
+With ``--prior``, the choice model ``pirtune-train data=interactions`` fitted
+on earlier sessions of the same generator, every new search starts from what
+those people picked (``pirtune.webapp.prior``), and each session records the
+prior's SHA-256 and file name; a prior file that is missing, damaged, or of
+another generator is refused at start-up in one line.
 
 Binds 127.0.0.1 unless ``--host`` says otherwise (``--help`` lists every
 option). The page names the classes as the bundle's training data did: the
@@ -38,6 +44,7 @@ from pirtune.models.bundle import load_sampler
 from pirtune.paths import SHIPPED_GENERATOR, runs_root
 from pirtune.webapp.app import Limits, create_app
 from pirtune.webapp.export import bundle_sha256
+from pirtune.webapp.prior import load_prior
 from pirtune.webapp.store import InteractionLog
 
 
@@ -113,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
                              "tuned.pt to serve a tuned generator)")
     parser.add_argument("--db", type=Path, default=runs_root() / "webapp" / "interactions.db",
                         help="the SQLite interaction log (created if absent)")
+    parser.add_argument("--prior", type=Path, default=None,
+                        help="start every new search from what earlier people picked: the "
+                             "choice model (estimator.pt) pirtune-train data=interactions "
+                             "fitted on sessions of this --checkpoint")
     parser.add_argument("--behind-proxy", action="store_true",
                         help="take client addresses from the reverse proxy's X-Forwarded-For "
                              "(uvicorn's forwarded_allow_ips: 127.0.0.1, or the "
@@ -133,17 +144,20 @@ def main(argv: list[str] | None = None) -> None:
                 raise UsageError(f"--{option.replace('_', '-')} {getattr(args, option)} "
                                  "must be at least 1")
         generator, meta = load_sampler(args.checkpoint)
+        generator.eval()
+        checksum = bundle_sha256(args.checkpoint)
+        prior = None if args.prior is None else load_prior(args.prior, generator, checksum)
     except UsageError as err:
         print(f"pirtune-serve: error: {err}", file=sys.stderr)
         sys.exit(2)
-    generator.eval()
     limits = Limits(live_sessions=args.live_sessions,
                     sessions_per_client=args.sessions_per_client,
                     sessions_total=args.sessions_total)
     app = create_app(generator, InteractionLog(args.db), class_names(meta, generator.num_classes),
-                     limits, generator_sha256=bundle_sha256(args.checkpoint))
+                     limits, generator_sha256=checksum, prior=prior)
     torch.set_num_threads(args.threads)   # after the start-up PCA, which uses every core
-    print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db})", flush=True)
+    head = "" if prior is None else f"; new searches start from what {args.prior} learnt"
+    print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db}{head})", flush=True)
     # The limits tell clients apart by their address: by a header only behind a proxy
     # (uvicorn would otherwise take X-Forwarded-For from any local client).
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
