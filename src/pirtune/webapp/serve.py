@@ -89,12 +89,17 @@ def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
              *options],
             stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{base}/api/info", timeout=1):
-                    return server, base
-            except OSError:   # not listening yet
-                time.sleep(0.1)
+        try:
+            while time.monotonic() < deadline and server.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"{base}/api/info", timeout=1):
+                        return server, base
+                except OSError:   # not listening yet
+                    time.sleep(0.1)
+        except BaseException:   # interrupted (Ctrl-C) while waiting: leave no server behind
+            server.kill()
+            server.wait()
+            raise
         server.kill()
         server.wait()
         errors.seek(0)
