@@ -60,6 +60,9 @@ def class_names(meta: dict, num_classes: int) -> list[str]:
     return [f"class {c}" for c in range(num_classes)]
 
 
+PORT_ATTEMPTS = 3   # launch's tries when the free port it picked was taken meanwhile
+
+
 def free_port() -> int:
     """A localhost port nothing listens on."""
     with socket.socket() as s:
@@ -80,31 +83,37 @@ def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
         RuntimeError: the server exited or did not answer within ``timeout``
             seconds; the message ends with what it printed on stderr.
     """
-    port = port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    # A file, not a pipe, for stderr: it never fills up and blocks the server.
-    with tempfile.TemporaryFile() as errors:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pirtune.webapp.serve", "--port", str(port), "--db", str(db),
-             *options],
-            stdout=subprocess.DEVNULL, stderr=errors)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline and server.poll() is None:
-                try:
-                    with urllib.request.urlopen(f"{base}/api/info", timeout=1):
-                        return server, base
-                except OSError:   # not listening yet
-                    time.sleep(0.1)
-        except BaseException:   # interrupted (Ctrl-C) while waiting: leave no server behind
+    attempt = 0
+    while True:
+        attempt += 1
+        chosen = port or free_port()
+        base = f"http://127.0.0.1:{chosen}"
+        # A file, not a pipe, for stderr: it never fills up and blocks the server.
+        with tempfile.TemporaryFile() as errors:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "pirtune.webapp.serve", "--port", str(chosen), "--db",
+                 str(db), *options],
+                stdout=subprocess.DEVNULL, stderr=errors)
+            deadline = time.monotonic() + timeout
+            try:
+                while time.monotonic() < deadline and server.poll() is None:
+                    try:
+                        with urllib.request.urlopen(f"{base}/api/info", timeout=1):
+                            return server, base
+                    except OSError:   # not listening yet
+                        time.sleep(0.1)
+            except BaseException:   # interrupted (Ctrl-C) while waiting: leave no server behind
+                server.kill()
+                server.wait()
+                raise
             server.kill()
             server.wait()
-            raise
-        server.kill()
-        server.wait()
-        errors.seek(0)
-        raise RuntimeError(f"pirtune-serve did not come up on {base}: "
-                           f"{errors.read().decode(errors='replace')[-2000:]}")
+            errors.seek(0)
+            printed = errors.read().decode(errors="replace")
+        # Another process may take a free port between free_port() and the server's bind.
+        if port is None and "address already in use" in printed and attempt < PORT_ATTEMPTS:
+            continue
+        raise RuntimeError(f"pirtune-serve did not come up on {base}: {printed[-2000:]}")
 
 
 def main(argv: list[str] | None = None) -> None:
