@@ -102,7 +102,6 @@ def test_the_start_is_the_weighted_mean_and_a_widened_spread_in_the_sessions_coo
         assert start.centre[j] == pytest.approx(mean, rel=1e-9)
         assert start.sd[j] == pytest.approx(np.sqrt(variance + 0.5 * (mean - own) ** 2),
                                             rel=1e-9)
-    assert start.axis_sd == pytest.approx(np.sqrt(np.sum(start.sd ** 2) / 6), rel=1e-12)
 
 
 @pytest.mark.parametrize("algorithm", ["preference", "axis"])

@@ -302,9 +302,7 @@ def _search(settings: dict) -> FourChoiceSearch:
                                 min_step=prior.get("min_step", min_step))
     start = settings.get("axis", {})   # only sessions started from a crowd's prior store it
     return ALGORITHMS[settings["algorithm"]](np.array(start.get("start", np.zeros(dim))),
-                                             seed=settings["seed"],
-                                             prior_sd=start.get("prior_sd", 1.0),
-                                             min_step=min_step)
+                                             seed=settings["seed"], min_step=min_step)
 
 
 def _png(image: torch.Tensor, scale: int = 1, text: dict[str, str] | None = None) -> bytes:
@@ -532,7 +530,7 @@ def create_app(generator: nn.Module, log: InteractionLog,
                     "origin": origin.tolist(), "basis": basis.tolist(),
                     "preference": _preference_prior(origin, basis, head), "min_step": MIN_STEP}
         if head is not None:
-            settings["axis"] = {"start": head.centre.tolist(), "prior_sd": head.axis_sd}
+            settings["axis"] = {"start": head.centre.tolist()}
         session_id = log.create_session(
             request.algorithm, request.image_class, settings, generator_sha256,
             None if prior is None else Prior(prior.sha256, prior.name))

@@ -18,13 +18,17 @@ mean m and a spread s per coordinate. ``CrowdPrior.start`` gives the search
 its start point m and a per-coordinate SD √(s² + ½(m − m₀)²), where m₀ is the
 generator's own prior centre (N(0, I) projected): the crowd's spread, widened
 by half the squared distance its centre moved, so that a newcomer who wants
-something else than the crowd is not held to it (measured in
-``scripts/bench/headstart.py``: without the widening, newcomers with an
-unrelated goal needed about a fifth more rounds). ``PreferenceSearch`` takes
-both as its prior; ``AxisSearch`` and ``RandomSearch`` start at m with the
-first step of a target that far (``prior_sd`` = √(Σ sd²/(2k))). The numbers
-go into the session's stored settings, so a session replays from its log
-without the prior file.
+something else than the crowd is not held to it. ``PreferenceSearch`` takes
+both as its prior, and its first image is m. ``AxisSearch`` and
+``RandomSearch`` start at m with their usual first step (a step fitted to the
+spread slowed newcomers with unrelated goals). ``docs/search.md`` has the
+figures behind both choices. The numbers go into the session's stored
+settings, so a session replays from its log without the prior file.
+
+What a prior can buy is bounded: an answer carries at most 2 bits, and a
+prior saves at most the KL divergence of the targets' distribution from the
+generator's own, which for targets that share one objective (a colour) leaves
+every other feature of the image to be searched for (``docs/search.md``).
 
 ``load_prior`` refuses, with one sentence naming the value and the fix, a
 file that is missing, unreadable, not a choice model, or one that does not
@@ -34,7 +38,6 @@ generator.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +70,6 @@ class PriorStart:
 
     centre: np.ndarray
     sd: np.ndarray
-
-    @property
-    def axis_sd(self) -> float:
-        """The ``prior_sd`` of an ``AxisSearch`` whose first step fits a target this far:
-        it assumes a distance of √(2k)·prior_sd, and the expected distance is √Σ sd²."""
-        return float(math.sqrt(np.sum(self.sd ** 2) / (2 * len(self.sd))))
 
 
 def crowd_weights(utilities: np.ndarray, min_ess: float = MIN_ESS) -> tuple[np.ndarray, float]:
