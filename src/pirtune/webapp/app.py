@@ -2,7 +2,9 @@
 
 ``create_app(generator, log)`` serves any ``(latents [B, n], labels [B]) →
 images in [-1, 1]`` generator. A session is its settings (algorithm, class,
-seed, search space) plus its rounds and picks in the ``InteractionLog``, which
+seed, search space, and its prior's start and spread when the server has
+earlier people's choice model, ``pirtune.webapp.prior``) plus its rounds and
+picks in the ``InteractionLog``, which
 is the single source of truth: a round's candidates are logged once, when the
 round is first shown, and what is served is what the log holds. The live
 searches are a bounded cache (least recently used first out), rebuilt from

@@ -25,10 +25,11 @@ spread slowed newcomers with unrelated goals). ``docs/search.md`` has the
 figures behind both choices. The numbers go into the session's stored
 settings, so a session replays from its log without the prior file.
 
-What a prior can buy is bounded: an answer carries at most 2 bits, and a
-prior saves at most the KL divergence of the targets' distribution from the
-generator's own, which for targets that share one objective (a colour) leaves
-every other feature of the image to be searched for (``docs/search.md``).
+What a prior can buy is bounded: an answer carries at most 2 bits, and even
+the exact distribution of the newcomers' targets saves on average about its
+KL divergence from the generator's own draws, which for targets that share
+one objective (a colour) leaves every other feature of the image to be
+searched for (``docs/search.md``).
 
 ``load_prior`` refuses, with one sentence naming the value and the fix, a
 file that is missing, unreadable, not a choice model, or one that does not
