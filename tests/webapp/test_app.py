@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -188,6 +189,30 @@ def test_a_killed_server_continues_the_session_with_nothing_lost(tmp_path, serve
                        timeout=30).json()
     assert state["round"] == 5
     assert httpx.get(f"{url}/{session_id}/history", timeout=30).json()["choices"] == [1, 0, 2, 3]
+
+
+def test_launch_takes_another_port_when_its_free_one_is_taken_meanwhile(
+        tmp_path, monkeypatch, tiny_generator):
+    from pirtune.webapp import serve as serve_module
+
+    options = ["--checkpoint", str(tiny_generator)]
+    with socket.socket() as busy:   # another process binds the port free_port() offered
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        offered = iter([taken])
+        free = serve_module.free_port
+        monkeypatch.setattr(serve_module, "free_port", lambda: next(offered, None) or free())
+        server, base = serve_module.launch(tmp_path / "log.db", options=options)
+        try:
+            assert base != f"http://127.0.0.1:{taken}"
+            assert httpx.get(f"{base}/api/info", timeout=30).status_code == 200
+        finally:
+            server.kill()
+            server.wait()
+        # A port the caller chose is not changed behind their back.
+        with pytest.raises(RuntimeError, match="address already in use"):
+            serve_module.launch(tmp_path / "log.db", port=taken, options=options)
 
 
 def test_the_page_is_served_and_drives_the_api(tmp_path, generator):

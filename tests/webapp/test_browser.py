@@ -360,3 +360,40 @@ def test_errors_are_sentences_with_a_retry(server, context):
     _round_shown(page, 2)
     expect(page.locator("#error")).to_be_hidden()
     assert InteractionLog(db).choices(session_id) == [1]
+
+
+def test_a_session_started_from_a_prior_says_so_in_one_line(server, context, tmp_path):
+    """With ``--prior`` the page says the search starts from earlier people's picks (after a
+    pick and a reload too); without it, the line stays hidden."""
+    import torch
+
+    from pirtune.estimator.choice import ChoiceNetwork, FrozenChoiceModel
+    from pirtune.estimator.files import save_choice_model
+    from pirtune.paths import SHIPPED_GENERATOR
+    from pirtune.webapp.export import bundle_sha256
+
+    line = "Starting from what earlier people picked."
+    page = context.new_page()
+    _start(page, server[0])
+    expect(page.get_by_text(line)).to_be_hidden()
+
+    network = {"_target_": "pirtune.estimator.network.PIREstimator", "backbone": "small_cnn",
+               "bins": 2, "resolution": 32, "pretrained": False}
+    torch.manual_seed(0)
+    save_choice_model(FrozenChoiceModel(ChoiceNetwork.from_config(network), torch.zeros(4)),
+                      network, tmp_path / "prior.pt",
+                      generators=[bundle_sha256(SHIPPED_GENERATOR)])
+    process, base = launch(tmp_path / "prior.db", options=["--prior", str(tmp_path / "prior.pt")])
+    try:
+        errors = _watch(page)
+        _start(page, base)
+        expect(page.get_by_text(line)).to_be_visible()
+        page.click("#c0")
+        _round_shown(page, 2)
+        page.reload()
+        _round_shown(page, 2)
+        expect(page.get_by_text(line)).to_be_visible()
+        assert errors == []
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()

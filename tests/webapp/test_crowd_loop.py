@@ -17,7 +17,7 @@ from scipy import stats
 from pirtune import train
 from pirtune.errors import UsageError
 from pirtune.estimator.choice import FrozenChoiceModel
-from pirtune.estimator.files import load_estimator
+from pirtune.estimator.files import load_estimator, read_estimator_file
 from pirtune.evaluation import INTERACTIONS_EVALUATION_NAME, load_evaluations
 from pirtune.models.bundle import load_bundle
 from pirtune.objectives import ColourObjective
@@ -90,6 +90,9 @@ def test_the_loop_tunes_on_the_crowd_and_the_hidden_objective_judges(crowd_log, 
     assert report == run / "report.md"
     estimator = load_estimator(run / "estimator.pt")
     assert isinstance(estimator, FrozenChoiceModel)
+    # It names the generator whose images the crowd picked among (pirtune-serve --prior checks).
+    assert read_estimator_file(run / "estimator.pt")["generators"] == [
+        bundle_sha256(tiny_generator)]
     # The reward is on PIR's scale, and differentiable in the images.
     images = torch.rand(5, 3, 16, 16, requires_grad=True)
     reward = estimator(images)
@@ -186,6 +189,8 @@ def test_the_tuned_generator_is_served_back_and_its_picks_join_the_next_round(
     with open(Path(second.run_dir) / "pir_data" / "rounds.csv") as f:
         served = {row["generator"] for row in csv.DictReader(f)}
     assert served == {bundle_sha256(tiny_generator), bundle_sha256(tuned)}
+    assert read_estimator_file(Path(second.run_dir) / "estimator.pt")["generators"] == sorted(
+        served)
     report = json.loads((Path(second.run_dir) / "estimator_report.json").read_text())
     assert report["training_rounds"] + report["rounds"] == (PEOPLE + 1) * ROUNDS
 

@@ -167,12 +167,13 @@ def test_a_round_is_written_once_and_only_while_it_is_open(tmp_path):
 
 
 def test_a_log_from_before_versions_opens_and_replays(tmp_path):
-    """An older log (no version or generator column, no proposals) gains the columns and keeps
-    its rounds."""
+    """An older log (no version, generator or prior columns, no proposals) gains the columns
+    and keeps its rounds."""
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    older = SCHEMA.replace(",\n    version INTEGER NOT NULL DEFAULT 0,\n    generator TEXT", "")
-    assert older != SCHEMA
+    older = SCHEMA.replace(",\n    version INTEGER NOT NULL DEFAULT 0,\n    generator TEXT,"
+                           "\n    prior TEXT,\n    prior_name TEXT", "")
+    assert older != SCHEMA and "prior" not in older
     db.executescript(older)
     db.execute("INSERT INTO sessions VALUES ('s', 0, 'preference', 0, '{}', NULL)")
     db.commit()
@@ -180,5 +181,6 @@ def test_a_log_from_before_versions_opens_and_replays(tmp_path):
     log = InteractionLog(path)
     assert log.status("s") == Status(version=0, answered=0, finished=False)
     assert log.generators() == {"s": None} and log.session("s")["generator"] is None
+    assert log.priors() == {"s": None} and log.session("s")["prior"] is None
     log.record_shown("s", 1, np.zeros((4, 8)).tolist(), 0)
     assert log.rounds("s")[1].proposal is None

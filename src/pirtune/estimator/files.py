@@ -47,6 +47,9 @@ def save_choice_model(frozen: FrozenChoiceModel, network_cfg: dict[str, Any], pa
     """Write the choice model: its network, the backbone's config and its reference set.
 
     ``load_estimator`` reads it back as a ``FrozenChoiceModel``. Written atomically.
+    ``extra`` is kept beside them: the estimate stage's ``report``, and
+    ``generators``, the SHA-256 of the generator bundles whose images people
+    picked among (``pirtune.webapp.prior`` refuses a model of another generator).
     """
     with atomic_write(path) as f:
         torch.save({"format": ESTIMATOR_FORMAT, "loss": "choice",

@@ -65,6 +65,7 @@ FLOOR = 1e-12    # no grid point's mass falls below FLOOR × the largest: a wron
 SPREAD = (0.05, 0.95)  # the quantile range that measures a coordinate's uncertainty
 SPAN = 6.0       # the grid covers start ± SPAN·prior_sd
 SPREAD_PER_SD = 3.290  # a normal's 5–95 % range in standard deviations
+LATENT_PRIOR_SD = np.sqrt(2)  # a target and a start drawn from N(0, I) differ by N(0, 2I)
 
 # The quadrant each pick reveals: the signs of (tᵢ − cᵢ, tⱼ − cⱼ), picks in +u, −u, +v, −v order.
 QUADRANTS = ((1, 1), (-1, -1), (-1, 1), (1, -1))
@@ -105,8 +106,10 @@ class PreferenceSearch(FourChoiceSearch):
 
     Args:
         start: the start point [k]; the prior's centre.
-        prior_sd: prior SD of the target around the start, per coordinate (√2
-            when targets are independent draws from the latent prior N(0, I)).
+        prior_sd: prior SD of the target around the start: one for every
+            coordinate (√2 when targets are independent draws from the latent
+            prior N(0, I)), or one per coordinate [k] (a prior learnt from
+            earlier people, ``pirtune.webapp.prior``).
         error_rate: ``None`` (default) learns the person's noise from their
             picks (``LEARNED_NOISE``); a number ε fixes it instead: the person
             picks the nearest candidate with probability 1 − ε.
@@ -115,11 +118,12 @@ class PreferenceSearch(FourChoiceSearch):
         radius: the satisfaction radius (see ``FourChoiceSearch``).
     """
 
-    def __init__(self, start: np.ndarray, prior_sd: float = np.sqrt(2),
+    def __init__(self, start: np.ndarray, prior_sd: float | np.ndarray = LATENT_PRIOR_SD,
                  error_rate: float | None = None, step_scale: float = 2.0,
                  min_step: float = 1e-6, radius: float | None = None) -> None:
         super().__init__(start, radius)
-        if not prior_sd > 0 or not step_scale > 0 or not min_step >= 0:
+        prior_sd = np.broadcast_to(np.asarray(prior_sd, dtype=np.float64), (self.dim,))
+        if not np.all(prior_sd > 0) or not step_scale > 0 or not min_step >= 0:
             raise UsageError(f"prior_sd={prior_sd} and step_scale={step_scale} must be positive "
                              f"and min_step={min_step} >= 0")
         if error_rate is not None and not 0 <= error_rate < 0.75:
@@ -133,11 +137,12 @@ class PreferenceSearch(FourChoiceSearch):
         self.weights = weights / weights.sum()                           # [M]
         self.step_scale = step_scale
         self.min_step = min_step
-        offsets = prior_sd * np.linspace(-SPAN, SPAN, GRID)
-        self.grid = self.current[:, None] + offsets[None, :]             # [k, G]
-        prior = np.exp(-0.5 * (offsets / prior_sd) ** 2)
+        offsets = prior_sd[:, None] * np.linspace(-SPAN, SPAN, GRID)[None, :]   # [k, G]
+        self.grid = self.current[:, None] + offsets
+        prior = np.exp(-0.5 * (offsets / prior_sd[:, None]) ** 2)
         # One factorised posterior per noise hypothesis [M, k, G]; the search uses their mixture.
-        self.masses = np.tile(prior / prior.sum(), (len(self.noises), self.dim, 1))
+        prior = prior / prior.sum(axis=1, keepdims=True)
+        self.masses = np.tile(prior, (len(self.noises), 1, 1))
         self._mix(self.weights)
         self.last_asked = np.full(self.dim, -1)                          # round, per coordinate
 

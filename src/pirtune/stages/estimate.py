@@ -24,11 +24,15 @@ many epochs, and the best epoch's weights are kept: a fixed epoch count trains
 a larger log for more steps, and the choice model overfit (crowd benchmark:
 held-out NLL lowest at epoch 6 of 20 on 1,000 picks, pick accuracy falling
 from 0.44 at 250 picks to 0.375 at 1,000).
+The file names the generators whose
+images the picks were of (``generators``: their bundles' SHA-256), which
+``pirtune-serve --prior`` checks against the generator it serves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import logging
 import re
@@ -43,6 +47,7 @@ from pirtune.data.datamodules import PIRDataModule
 from pirtune.errors import UsageError
 from pirtune.estimator.calibration import calibrate
 from pirtune.estimator.choice import (
+    ROUNDS_NAME,
     choice_report,
     fit_choice_model,
     read_choice_rounds,
@@ -226,7 +231,8 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
                  "%.3f (chance 1.386)", calibration.rounds, calibration.scale,
                  calibration.ece_raw, calibration.ece, calibration.folds, calibration.nll_raw,
                  calibration.nll)
-    save_choice_model(frozen, settings.network, out, report=dataclasses.asdict(report))
+    save_choice_model(frozen, settings.network, out, report=dataclasses.asdict(report),
+                      generators=_served_by(rnd.pir_data))
     tracker.metrics({f"estimate/held_out/{key}": float(value)
                      for key, value in dataclasses.asdict(report).items()
                      if isinstance(value, int | float)}, step=fit.global_step)
@@ -244,6 +250,14 @@ def _best_epoch(fit: L.Trainer) -> int | None:
     best = Path(getattr(fit.checkpoint_callback, "best_model_path", "") or "").stem
     found = re.search(r"epoch=(\d+)", best)
     return int(found.group(1)) if found else None
+
+
+def _served_by(export: Path) -> list[str]:
+    """The SHA-256 of every generator whose images the export's rounds showed (``rounds.csv``'s
+    ``generator`` column; rounds of sessions that logged none are left out): the choice
+    model's provenance, which ``pirtune-serve --prior`` checks against the served generator."""
+    with (export / ROUNDS_NAME).open() as f:
+        return sorted({row["generator"] for row in csv.DictReader(f) if row.get("generator")})
 
 
 def _save(cfg: EstimateConfig, modules: list[PIREstimatorModule], datamodule: PIRDataModule,

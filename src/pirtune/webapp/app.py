@@ -2,7 +2,9 @@
 
 ``create_app(generator, log)`` serves any ``(latents [B, n], labels [B]) →
 images in [-1, 1]`` generator. A session is its settings (algorithm, class,
-seed, search space) plus its rounds and picks in the ``InteractionLog``, which
+seed, search space, and its prior's start and spread when the server has
+earlier people's choice model, ``pirtune.webapp.prior``) plus its rounds and
+picks in the ``InteractionLog``, which
 is the single source of truth: a round's candidates are logged once, when the
 round is first shown, and what is served is what the log holds. The live
 searches are a bounded cache (least recently used first out), rebuilt from
@@ -58,9 +60,11 @@ from pirtune.search import AxisSearch, FourChoiceSearch, PreferenceSearch, Propo
 from pirtune.search.space import PrincipalDirections, SearchSpace
 from pirtune.webapp.describe import describe
 from pirtune.webapp.page import PAGE
+from pirtune.webapp.prior import CrowdPrior, PriorStart
 from pirtune.webapp.store import (
     ConflictError,
     InteractionLog,
+    Prior,
     Round,
     Status,
     UnknownSessionError,
@@ -119,6 +123,8 @@ class State(BaseModel):
     round 1's; ``stalled`` says the search can no longer make candidates that
     differ visibly (undo, or finish). ``final`` is the last picked image (the
     start image if there was no pick), and the download: ``?scale=`` 1–16.
+    ``prior`` says the search started from what earlier people picked
+    (``pirtune-serve --prior``).
     """
 
     session_id: str
@@ -131,6 +137,7 @@ class State(BaseModel):
     finished: bool
     final: str | None = None
     description: str | None = None
+    prior: bool = False
 
 
 class History(BaseModel):
@@ -184,6 +191,7 @@ class _Live:
     version: int
     first_step: float
     path: list[tuple[int, np.ndarray]]
+    prior: bool = False
     shown_round: int = 0
     latents: np.ndarray | None = None       # [5, n]
     keys: list[str] = field(default_factory=list)
@@ -263,19 +271,24 @@ class _Sessions:
             self.live.pop(session_id, None)
 
 
-def _preference_prior(origin: np.ndarray, basis: np.ndarray) -> dict:
-    """PreferenceSearch's settings for people: the prior that the target is a typical latent.
+def _preference_prior(origin: np.ndarray, basis: np.ndarray,
+                      head: PriorStart | None = None) -> dict:
+    """PreferenceSearch's settings for people: the prior that the target is a typical latent,
+    or the crowd's prior ``head`` (``pirtune.webapp.prior``).
 
     The person wants an image the generator draws, z* ~ N(0, I), so in the
     session's coordinates (z = origin + c·basis) the target is c* ~ N(−basis·origin,
     I): the prior is centred there with SD 1, and the first image shown is its
     centre. The first candidates move each of the two asked coordinates by
-    ``FIRST_MOVE_SD`` (the step scale that gives it in k directions, where the
-    expected distance is √k): further out the shipped generator draws mostly
+    ``FIRST_MOVE_SD`` prior SDs (the step scale that gives it in k directions, where
+    the expected distance is √k): further out the shipped generator draws mostly
     black images, while for the quadrant a pick reveals the step does not matter.
+    With ``head`` the prior is its centre and per-coordinate SDs instead.
     """
     k = len(basis)
-    return {"start": (-basis @ origin).tolist(), "prior_sd": 1.0,
+    centre, sd = ((-basis @ origin).tolist(), 1.0) if head is None else (
+        head.centre.tolist(), head.sd.tolist())
+    return {"start": centre, "prior_sd": sd,
             "step_scale": FIRST_MOVE_SD * math.sqrt(2 / k), "min_step": MIN_STEP}
 
 
@@ -286,11 +299,12 @@ def _search(settings: dict) -> FourChoiceSearch:
     if settings["algorithm"] == "preference":
         prior = settings.get("preference", {})  # logs from before the prior was stored
         return PreferenceSearch(np.array(prior.get("start", np.zeros(dim))),
-                                prior_sd=prior.get("prior_sd", np.sqrt(2)),
+                                prior_sd=np.array(prior.get("prior_sd", np.sqrt(2))),
                                 step_scale=prior.get("step_scale", 2.0),
                                 min_step=prior.get("min_step", min_step))
-    return ALGORITHMS[settings["algorithm"]](np.zeros(dim), seed=settings["seed"],
-                                             min_step=min_step)
+    start = settings.get("axis", {})   # only sessions started from a crowd's prior store it
+    return ALGORITHMS[settings["algorithm"]](np.array(start.get("start", np.zeros(dim))),
+                                             seed=settings["seed"], min_step=min_step)
 
 
 def _png(image: torch.Tensor, scale: int = 1, text: dict[str, str] | None = None) -> bytes:
@@ -333,15 +347,20 @@ def _one_line(errors: list[dict]) -> str:
 
 def create_app(generator: nn.Module, log: InteractionLog,
                class_names: list[str] | None = None, limits: Limits = Limits(),
-               generator_sha256: str | None = None) -> FastAPI:
+               generator_sha256: str | None = None,
+               prior: CrowdPrior | None = None) -> FastAPI:
     """The API and page over ``generator`` (in eval mode) with sessions kept in ``log``.
 
     ``class_names`` label the generator's classes on the page and in
     descriptions (default "class 0", "class 1", …). ``generator_sha256``, the
     checksum of the bundle ``generator`` was loaded from, is recorded with
     every new session, so its images can be rendered again by the same
-    generator (``pirtune.webapp.export``). ``app.state.live`` is the cache of
-    live searches (at most ``limits.live_sessions``).
+    generator (``pirtune.webapp.export``). With ``prior`` (earlier people's
+    choice model, ``pirtune.webapp.prior``) every new session's search starts
+    from what they picked; its start and spread go into the session's settings
+    and the prior's checksum and name into its row of the log.
+    ``app.state.live`` is the cache of live searches (at most
+    ``limits.live_sessions``).
     """
     names = class_names or [f"class {c}" for c in range(generator.num_classes)]
     if len(names) != generator.num_classes:
@@ -409,7 +428,8 @@ def create_app(generator: nn.Module, log: InteractionLog,
         open_round = rounds.get(len(picks) + 1)
         if open_round is not None and open_round.proposal is not None:
             search.resume(Proposal.from_json(open_round.proposal))
-        return _Live(search, space, info["class"], version, first_step, path)
+        return _Live(search, space, info["class"], version, first_step, path,
+                     prior=info["prior"] is not None)
 
     def live(session_id: str) -> tuple[_Live, Status]:
         """The session's cached search if it matches the log, else one rebuilt from it
@@ -472,7 +492,7 @@ def create_app(generator: nn.Module, log: InteractionLog,
             step=round(float(proposal.steps.max()) / entry.first_step, 4),
             stalled=bool(proposal.stalled), finished=now.finished,
             final=f"/api/sessions/{session_id}/final.png" if now.finished else None,
-            description=entry.description if now.finished else None)
+            description=entry.description if now.finished else None, prior=entry.prior)
 
     def refuse_if_finished(session_id: str, now: Status) -> None:
         if now.finished:
@@ -507,11 +527,15 @@ def create_app(generator: nn.Module, log: InteractionLog,
                               torch.Generator().manual_seed(request.seed))[0].double().numpy()
         basis = (directions(request.k) if request.space == "ganspace"
                  else np.eye(generator.latent_dim))
+        head = None if prior is None else prior.start(origin, basis, request.image_class)
         settings = {"algorithm": request.algorithm, "seed": request.seed,
                     "origin": origin.tolist(), "basis": basis.tolist(),
-                    "preference": _preference_prior(origin, basis), "min_step": MIN_STEP}
-        session_id = log.create_session(request.algorithm, request.image_class, settings,
-                                        generator_sha256)
+                    "preference": _preference_prior(origin, basis, head), "min_step": MIN_STEP}
+        if head is not None:
+            settings["axis"] = {"start": head.centre.tolist()}
+        session_id = log.create_session(
+            request.algorithm, request.image_class, settings, generator_sha256,
+            None if prior is None else Prior(prior.sha256, prior.name))
         with sessions.lock(session_id):
             return state(session_id)
 

@@ -8,7 +8,9 @@ counted: it was never judged, so it says nothing about the four images. The
 images are rendered from the stored latents by the generator each session
 used (its bundle's SHA-256 is in the log), so the dataset holds exactly what
 people saw. ``rounds.csv`` beside ``pir.csv`` keeps every answered round: its
-four candidates' image ids and the pick, which the choice model learns from.
+four candidates' image ids and the pick, which the choice model learns from,
+with its session's generator and prior (the SHA-256 of the choice model its
+search started from, ``pirtune-serve --prior``; empty without one).
 
     pirtune-export --db runs/webapp/interactions.db --out runs/webapp/pir_data
     pirtune-train stage=estimate data=interactions data.path=runs/webapp/pir_data
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -34,22 +35,19 @@ from torch import nn
 
 from pirtune.data.pir_dataset import write_pir_dataset
 from pirtune.errors import UsageError
+from pirtune.files import file_sha256
 from pirtune.models.bundle import load_sampler, render
 from pirtune.paths import SHIPPED_GENERATOR
 from pirtune.webapp.store import InteractionLog
 
 ROUNDS_NAME = "rounds.csv"
-ROUNDS_HEADER = ["session_id", "round", "generator", "slot0", "slot1", "slot2", "slot3",
-                 "picked"]
+ROUNDS_HEADER = ["session_id", "round", "generator", "prior", "slot0", "slot1", "slot2",
+                 "slot3", "picked"]
 
 
 def bundle_sha256(path: str | Path) -> str:
     """The SHA-256 (hex) of a generator bundle file, as ``save_bundle`` returns it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def find_generators(log: InteractionLog, paths: Sequence[str | Path]) -> dict[str | None, Path]:
@@ -109,6 +107,7 @@ def export_pir_dataset(log: InteractionLog, out: str | Path,
     if not shown:
         raise UsageError(f"{log.path} holds no answered rounds yet; nothing to export")
     used = log.generators()
+    priors = log.priors()
     if isinstance(generator, nn.Module):
         generators: Mapping[str | None, nn.Module] = {key: generator for key in used.values()}
     else:
@@ -153,7 +152,8 @@ def export_pir_dataset(log: InteractionLog, out: str | Path,
         writer = csv.writer(f)
         writer.writerow(ROUNDS_HEADER)
         for (session_id, round_), (checksum, slots, picked) in rounds.items():
-            writer.writerow([session_id, round_, checksum or "",
+            prior = priors[session_id]
+            writer.writerow([session_id, round_, checksum or "", prior.sha256 if prior else "",
                              *(ids[key] for key in slots), picked])
     impressions, positives = zip(*counts.values(), strict=True)
     return write_pir_dataset(
@@ -163,6 +163,8 @@ def export_pir_dataset(log: InteractionLog, out: str | Path,
               "sessions": len({item.session_id for item in shown}),
               "shown": len(shown), "picks": sum(item.picked for item in shown),
               "generators": sorted({key[0] or "unrecorded" for key in keys}),
+              "priors": sorted({priors[item.session_id].sha256 for item in shown
+                                if priors[item.session_id] is not None}),
               "counted": "answered rounds only: an open round was shown but never judged",
               "unanswered_shown": len(log.shown()) - len(shown)},
     )

@@ -13,7 +13,8 @@ that: the person always picks among the images on screen. The path below the
 board is the start image and each pick with its round, from the server (it
 stays on the final screen). The session id is in the address (``#session=…``),
 so a reload continues the session. Errors read as sentences, with a "Try
-again" button. The board fits a phone's width.
+again" button. The board fits a phone's width. A session whose search started
+from earlier people's picks (``pirtune-serve --prior``) says so in one line.
 """
 
 from urllib.parse import quote
@@ -72,6 +73,7 @@ PAGE = """<!doctype html>
 <div id="error" role="alert" class="hidden"><p id="error-text"></p>
   <button id="retry" type="button">Try again</button></div>
 <section id="session" class="hidden">
+  <p id="head-start" class="hidden">Starting from what earlier people picked.</p>
   <p>Round <span id="round">1</span>: click the closest image, or press an arrow key
      (or Tab to an image and press Enter).</p>
   <div id="board">
@@ -170,6 +172,7 @@ async function show(s) {      // swaps everything in at once, when every image h
   $("current").replaceWith(middle);
   candidates.forEach((img, i) => $("c" + i).replaceChildren(img));
   $("round").textContent = s.round;
+  $("head-start").classList.toggle("hidden", !s.prior);
   $("step").textContent = "The candidates are " + Math.round(100 * s.step) +
     " % as far from the middle image as in round 1.";
   $("stalled").classList.toggle("hidden", !s.stalled);

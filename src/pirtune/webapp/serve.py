@@ -2,9 +2,15 @@
 
     pirtune-serve --port 8000 --db runs/webapp/interactions.db
     pirtune-serve --checkpoint runs/<run>/tuned.pt   # a tuned generator, served back
+    pirtune-serve --prior runs/<run>/estimator.pt    # start from what earlier people picked
 
 Every session records the SHA-256 of the ``--checkpoint`` bundle that served
 it, so one log can hold sessions of several generators (``pirtune-export``).
+With ``--prior``, the choice model ``pirtune-train data=interactions`` fitted
+on earlier sessions of the same generator, every new search starts from what
+those people picked (``pirtune.webapp.prior``), and each session records the
+prior's SHA-256 and file name; a prior file that is missing, damaged, or of
+another generator is refused at start-up in one line.
 
 Binds 127.0.0.1 unless ``--host`` says otherwise (``--help`` lists every
 option). The page names the classes as the bundle's training data did: the
@@ -38,6 +44,7 @@ from pirtune.models.bundle import load_sampler
 from pirtune.paths import SHIPPED_GENERATOR, runs_root
 from pirtune.webapp.app import Limits, create_app
 from pirtune.webapp.export import bundle_sha256
+from pirtune.webapp.prior import load_prior
 from pirtune.webapp.store import InteractionLog
 
 
@@ -51,6 +58,9 @@ def class_names(meta: dict, num_classes: int) -> list[str]:
         if len(folders) == num_classes:
             return folders
     return [f"class {c}" for c in range(num_classes)]
+
+
+PORT_ATTEMPTS = 3   # launch's tries when the free port it picked was taken meanwhile
 
 
 def free_port() -> int:
@@ -73,26 +83,37 @@ def launch(db: Path, port: int | None = None, options: Sequence[str] = (),
         RuntimeError: the server exited or did not answer within ``timeout``
             seconds; the message ends with what it printed on stderr.
     """
-    port = port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    # A file, not a pipe, for stderr: it never fills up and blocks the server.
-    with tempfile.TemporaryFile() as errors:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pirtune.webapp.serve", "--port", str(port), "--db", str(db),
-             *options],
-            stdout=subprocess.DEVNULL, stderr=errors)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and server.poll() is None:
+    attempt = 0
+    while True:
+        attempt += 1
+        chosen = port or free_port()
+        base = f"http://127.0.0.1:{chosen}"
+        # A file, not a pipe, for stderr: it never fills up and blocks the server.
+        with tempfile.TemporaryFile() as errors:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "pirtune.webapp.serve", "--port", str(chosen), "--db",
+                 str(db), *options],
+                stdout=subprocess.DEVNULL, stderr=errors)
+            deadline = time.monotonic() + timeout
             try:
-                with urllib.request.urlopen(f"{base}/api/info", timeout=1):
-                    return server, base
-            except OSError:   # not listening yet
-                time.sleep(0.1)
-        server.kill()
-        server.wait()
-        errors.seek(0)
-        raise RuntimeError(f"pirtune-serve did not come up on {base}: "
-                           f"{errors.read().decode(errors='replace')[-2000:]}")
+                while time.monotonic() < deadline and server.poll() is None:
+                    try:
+                        with urllib.request.urlopen(f"{base}/api/info", timeout=1):
+                            return server, base
+                    except OSError:   # not listening yet
+                        time.sleep(0.1)
+            except BaseException:   # interrupted (Ctrl-C) while waiting: leave no server behind
+                server.kill()
+                server.wait()
+                raise
+            server.kill()
+            server.wait()
+            errors.seek(0)
+            printed = errors.read().decode(errors="replace")
+        # Another process may take a free port between free_port() and the server's bind.
+        if port is None and "address already in use" in printed and attempt < PORT_ATTEMPTS:
+            continue
+        raise RuntimeError(f"pirtune-serve did not come up on {base}: {printed[-2000:]}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,6 +134,10 @@ def main(argv: list[str] | None = None) -> None:
                              "tuned.pt to serve a tuned generator)")
     parser.add_argument("--db", type=Path, default=runs_root() / "webapp" / "interactions.db",
                         help="the SQLite interaction log (created if absent)")
+    parser.add_argument("--prior", type=Path, default=None,
+                        help="start every new search from what earlier people picked: the "
+                             "choice model (estimator.pt) pirtune-train data=interactions "
+                             "fitted on sessions of this --checkpoint")
     parser.add_argument("--behind-proxy", action="store_true",
                         help="take client addresses from the reverse proxy's X-Forwarded-For "
                              "(uvicorn's forwarded_allow_ips: 127.0.0.1, or the "
@@ -133,17 +158,20 @@ def main(argv: list[str] | None = None) -> None:
                 raise UsageError(f"--{option.replace('_', '-')} {getattr(args, option)} "
                                  "must be at least 1")
         generator, meta = load_sampler(args.checkpoint)
+        generator.eval()
+        checksum = bundle_sha256(args.checkpoint)
+        prior = None if args.prior is None else load_prior(args.prior, generator, checksum)
     except UsageError as err:
         print(f"pirtune-serve: error: {err}", file=sys.stderr)
         sys.exit(2)
-    generator.eval()
     limits = Limits(live_sessions=args.live_sessions,
                     sessions_per_client=args.sessions_per_client,
                     sessions_total=args.sessions_total)
     app = create_app(generator, InteractionLog(args.db), class_names(meta, generator.num_classes),
-                     limits, generator_sha256=bundle_sha256(args.checkpoint))
+                     limits, generator_sha256=checksum, prior=prior)
     torch.set_num_threads(args.threads)   # after the start-up PCA, which uses every core
-    print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db})", flush=True)
+    head = "" if prior is None else f"; new searches start from what {args.prior} learnt"
+    print(f"pirtune-serve: http://{args.host}:{args.port}/ (log: {args.db}{head})", flush=True)
     # The limits tell clients apart by their address: by a header only behind a proxy
     # (uvicorn would otherwise take X-Forwarded-For from any local client).
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",

@@ -10,8 +10,11 @@ Tables:
 
 * ``sessions``: id (unguessable), creation time, algorithm, class, settings (JSON),
   finish time, ``version``, counted up by every undo (a cached search of an
-  older version is stale), and ``generator``, the SHA-256 of the generator
-  bundle the session's images came from (NULL in logs written before it was kept);
+  older version is stale), ``generator``, the SHA-256 of the generator
+  bundle the session's images came from (NULL in logs written before it was kept),
+  and ``prior`` and ``prior_name``, the SHA-256 and file name of the choice model
+  whose prior the session's search started from (``pirtune-serve --prior``; NULL
+  without one, and in logs written before priors existed);
 * ``shown``: (session, round, slot 0–3) → latent (JSON), class, time;
 * ``proposals``: (session, round) → the search's proposal (JSON, exact floats) and
   the latent of the image in the middle, so a session replays on any machine
@@ -49,7 +52,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     settings TEXT NOT NULL,
     finished REAL,
     version INTEGER NOT NULL DEFAULT 0,
-    generator TEXT
+    generator TEXT,
+    prior TEXT,
+    prior_name TEXT
 );
 CREATE TABLE IF NOT EXISTS shown (
     session_id TEXT NOT NULL REFERENCES sessions(id),
@@ -127,6 +132,19 @@ class Shown:
 
 
 @dataclass(frozen=True)
+class Prior:
+    """The choice model a session's search started from (``pirtune-serve --prior``).
+
+    Attributes:
+        sha256: the model file's SHA-256 (hex).
+        name: the model file's name.
+    """
+
+    sha256: str
+    name: str | None
+
+
+@dataclass(frozen=True)
 class Status:
     """Where a session stands in the log, read in one query.
 
@@ -177,6 +195,9 @@ class InteractionLog:
             self._db.execute("ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
         if "generator" not in columns:   # a log written before sessions named their generator
             self._db.execute("ALTER TABLE sessions ADD COLUMN generator TEXT")
+        if "prior" not in columns:   # a log written before sessions could start from a prior
+            self._db.execute("ALTER TABLE sessions ADD COLUMN prior TEXT")
+            self._db.execute("ALTER TABLE sessions ADD COLUMN prior_name TEXT")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -194,23 +215,30 @@ class InteractionLog:
             self._db.execute("COMMIT")
 
     def create_session(self, algorithm: str, cls: int, settings: dict[str, Any],
-                       generator: str | None = None) -> str:
+                       generator: str | None = None, prior: Prior | None = None) -> str:
         """Store a new session; return its unguessable id.
 
         Args:
             generator: the SHA-256 (hex) of the generator bundle serving the session.
+            prior: the choice model the session's search started from, if any.
         """
         session_id = secrets.token_urlsafe(16)
         with self._transaction() as db:
-            db.execute("INSERT INTO sessions (id, created, algorithm, class, settings, generator) "
-                       "VALUES (?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO sessions (id, created, algorithm, class, settings, generator, "
+                       "prior, prior_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (session_id, time.time(), algorithm, int(cls), json.dumps(settings),
-                        generator))
+                        generator, prior and prior.sha256, prior and prior.name))
         return session_id
 
     def generators(self) -> dict[str, str | None]:
         """Every session's generator checksum (None where the log did not keep one)."""
         return dict(self._read("SELECT id, generator FROM sessions ORDER BY created, id"))
+
+    def priors(self) -> dict[str, Prior | None]:
+        """Every session's prior (None for a session that started without one)."""
+        return {session_id: Prior(sha256, name) if sha256 is not None else None
+                for session_id, sha256, name in self._read(
+                    "SELECT id, prior, prior_name FROM sessions ORDER BY created, id")}
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         """The rows of a query, on the shared connection (one thread at a time)."""
@@ -223,15 +251,16 @@ class InteractionLog:
             raise UnknownSessionError.of(session_id)
 
     def session(self, session_id: str) -> dict[str, Any]:
-        """The session's algorithm, class, settings and finish time."""
+        """The session's algorithm, class, settings, finish time, generator and prior."""
         rows = self._read(
-            "SELECT algorithm, class, settings, finished, generator FROM sessions WHERE id = ?",
-            (session_id,))
+            "SELECT algorithm, class, settings, finished, generator, prior, prior_name "
+            "FROM sessions WHERE id = ?", (session_id,))
         if not rows:
             raise UnknownSessionError.of(session_id)
         row = rows[0]
         return {"algorithm": row[0], "class": row[1], "settings": json.loads(row[2]),
-                "finished": row[3], "generator": row[4]}
+                "finished": row[3], "generator": row[4],
+                "prior": Prior(row[5], row[6]) if row[5] is not None else None}
 
     def status(self, session_id: str) -> Status:
         """The session's version, answered rounds and whether it is finished."""
