@@ -59,6 +59,7 @@ from scipy.special import ndtr
 
 from pirtune.errors import UsageError
 from pirtune.search.base import FourChoiceSearch, Proposal, axis_candidates
+from pirtune.search.visible import Visible
 
 GRID = 2048      # grid points per coordinate
 FLOOR = 1e-12    # no grid point's mass falls below FLOOR × the largest: a wrong pick is undone
@@ -111,13 +112,25 @@ class PreferenceSearch(FourChoiceSearch):
             picks (``LEARNED_NOISE``); a number ε fixes it instead: the person
             picks the nearest candidate with probability 1 − ε.
         step_scale: the step in units of the expected distance to the target.
-        min_step: below this step the proposal is ``stalled``.
+        min_step: below this step (of the schedule, in coordinates) the
+            proposal is ``stalled``.
         radius: the satisfaction radius (see ``FourChoiceSearch``).
+        visible: a visible metric (``pirtune.search.visible``): each asked
+            coordinate then moves so far that the candidates differ from the
+            centre by max(per_unit·step, floor) in what the eye sees.
+        pick_centre: the candidates vary the last pick (``picked``) in the two
+            asked coordinates, so the image a person just picked is the one
+            they see varied, instead of the posterior medians (``current``).
+            The quadrant a pick reveals is the same, but every candidate is
+            as far from the target as the pick is in the other coordinates:
+            with large steps a noisy person's picks tell much less
+            (``scripts/bench/search.py``).
     """
 
     def __init__(self, start: np.ndarray, prior_sd: float = np.sqrt(2),
                  error_rate: float | None = None, step_scale: float = 2.0,
-                 min_step: float = 1e-6, radius: float | None = None) -> None:
+                 min_step: float = 1e-6, radius: float | None = None,
+                 visible: Visible | None = None, pick_centre: bool = False) -> None:
         super().__init__(start, radius)
         if not prior_sd > 0 or not step_scale > 0 or not min_step >= 0:
             raise UsageError(f"prior_sd={prior_sd} and step_scale={step_scale} must be positive "
@@ -133,6 +146,8 @@ class PreferenceSearch(FourChoiceSearch):
         self.weights = weights / weights.sum()                           # [M]
         self.step_scale = step_scale
         self.min_step = min_step
+        self.visible = visible
+        self.pick_centre = pick_centre
         offsets = prior_sd * np.linspace(-SPAN, SPAN, GRID)
         self.grid = self.current[:, None] + offsets[None, :]             # [k, G]
         prior = np.exp(-0.5 * (offsets / prior_sd) ** 2)
@@ -195,20 +210,25 @@ class PreferenceSearch(FourChoiceSearch):
         spread = self.spread()
         # Ties (coordinates narrowed to one grid step) go to the one asked least recently.
         i, j = np.lexsort((self.last_asked, -spread))[:2]
-        centre = self.current.copy()
+        centre = (self.picked if self.pick_centre else self.current).copy()
         centre[[i, j]] = [self._cut(i), self._cut(j)]
-        u, v = np.zeros(self.dim), np.zeros(self.dim)
-        u[[i, j]] = 1 / np.sqrt(2)
-        v[i], v[j] = -1 / np.sqrt(2), 1 / np.sqrt(2)
-        expected_distance = np.sqrt(np.sum((spread / SPREAD_PER_SD) ** 2))
-        steps = np.full(4, self.step_scale * expected_distance)
-        return Proposal(centre, axis_candidates(centre, u, v, steps), np.stack([u, v]), steps,
-                        self.rounds + 1, stalled=bool(steps[0] < self.min_step))
+        step = self.step_scale * self.uncertainty()
+        # How far each asked coordinate moves: step/√2 each (the candidates on the diagonals),
+        # or in a visible metric as far as makes each move show step/√2 of visible change.
+        basis = np.eye(self.dim)[[i, j]]
+        moves = (np.full(2, step) if self.visible is None
+                 else self.visible.steps(centre, basis, step)) / np.sqrt(2)     # [2]
+        u, v = moves @ basis, (moves * [-1, 1]) @ basis    # ±u, ±v: the four quadrants
+        length = float(np.linalg.norm(moves))
+        steps = np.full(4, length)
+        return Proposal(centre, axis_candidates(centre, u / length, v / length, steps),
+                        np.stack([u, v]) / length, steps, self.rounds + 1,
+                        stalled=bool(step < self.min_step))
 
     def _choose(self, proposal: Proposal, index: int) -> None:
-        v = proposal.axes[1]  # (eⱼ − eᵢ)/√2
+        v = proposal.axes[1]  # ∝ −aᵢ·eᵢ + aⱼ·eⱼ
         i, j, signs = int(np.argmin(v)), int(np.argmax(v)), QUADRANTS[index]
-        expected_distance = proposal.steps[0] / self.step_scale
+        expected_distance = self.uncertainty()   # as when proposed: the posterior is unchanged
         evidence = np.empty(len(self.noises))
         for m, noise in enumerate(self.noises):
             width = WIDTH_PER_SD * (noise.absolute * self.radius
