@@ -9,11 +9,12 @@ directions)`` is the visible change per unit step along each direction at
 the point (for images: a Jacobian-vector product of the generator, in mean
 absolute 8-bit pixel difference, ``PixelMetric``), ``per_unit`` converts the
 search's own step schedule into a visible difference, and ``floor`` is the
-least visible difference a candidate is given (a just-noticeable
+least visible difference between two candidates (a just-noticeable
 difference). A search then steps along a direction d by
-max(per_unit·s, floor) / speed(d) for its scheduled step s, so the
+max(per_unit·s, floor/√2) / speed(d) for its scheduled step s, so the
 candidates' visible difference from the centre follows the schedule down to
-the floor, whatever the direction.
+floor/√2, whatever the direction: the two nearest candidates (on
+perpendicular axes, or in adjacent quadrants) then differ by the floor.
 
 The searches decide what to ask, what a pick excludes and what they believe
 in their own coordinates, as before: only the length of each candidate's
@@ -51,8 +52,9 @@ class Visible:
         per_unit: the visible difference of a scheduled step of 1 (so the
             schedule's first step shows what it showed in latent units at the
             start, on average over the coordinate axes: ``at``).
-        floor: the least visible difference of a candidate from the centre, in
-            the units of ``speeds`` (for ``PixelMetric``: /255).
+        floor: the least visible difference between two candidates, in the
+            units of ``speeds`` (for ``PixelMetric``: /255); each differs from
+            the centre by at least floor/√2.
         stretch: the most a direction's step may grow beyond the schedule's
             step to reach the visible target (the floor holds only up to it).
     """
@@ -78,13 +80,18 @@ class Visible:
 
     def steps(self, point: np.ndarray, directions: np.ndarray, step: float) -> np.ndarray:
         """The step [m] along each unit direction [m, k] at ``point`` whose visible change is
-        max(per_unit·``step``, floor), each at most ``stretch``·``step``."""
-        target = max(self.per_unit * step, self.floor)
+        ``visible_step(step)``, each at most ``stretch`` times the schedule's."""
+        target = self.visible_step(step)
         speeds = np.asarray(self.speeds(point, directions), dtype=np.float64)
         # A direction that does not move the image at all gets the longest step allowed.
         with np.errstate(divide="ignore"):
             wanted = np.where(speeds > 0, target / speeds, np.inf)
-        return np.minimum(wanted, self.stretch * max(step, self.floor / self.per_unit))
+        return np.minimum(wanted, self.stretch * target / self.per_unit)
+
+    def visible_step(self, step: float) -> float:
+        """The visible difference from the centre of a scheduled ``step``:
+        max(per_unit·step, floor/√2)."""
+        return max(self.per_unit * step, self.floor / np.sqrt(2))
 
 
 class PixelMetric:
