@@ -13,7 +13,9 @@ lower bound n·log₂(R0/R)/2 with R0 = √(2n) (``pirtune.search.bound``).
 
 Beside the rounds, each cell reports how honest ``done`` is: the share of
 runs whose estimate lay within R when ``done`` first turned true, and the
-median distance then (in R).
+median distance (in R) and rounds then; and for ``PreferenceSearch`` when it
+first said it was no longer ``progressing``, and how far it was then. Each
+run goes on until ``done`` (or the cap), past reaching R.
 
 The start is a draw from N(0, I) and the target a uniform point on the
 sphere of radius √n, where nearly all of the latent prior's mass lies.

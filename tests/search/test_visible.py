@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -175,3 +177,14 @@ def test_the_pick_is_what_the_next_round_varies():
         assert len(asked) == 2
         others = np.setdiff1d(np.arange(8), asked)
         np.testing.assert_array_equal(following.centre[others], proposal.points[pick][others])
+
+
+def test_speeds_from_many_threads_at_once(metric):
+    """Web-app sessions ask for speeds from several threads; forward-mode AD's level is
+    per process (without a lock: "no level exists")."""
+    rng = np.random.default_rng(9)
+    points = rng.standard_normal((64, 5))
+    alone = [metric(point, np.eye(5)) for point in points]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda point: metric(point, np.eye(5)), points))
+    np.testing.assert_array_equal(np.stack(together), np.stack(alone))

@@ -24,6 +24,7 @@ showed, so a replay never calls the metric for a logged round.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +42,10 @@ Speeds = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # floor, far outside what the generator draws: no direction is stretched beyond this many
 # times the step the schedule alone gives it (``Visible.stretch``).
 MAX_STRETCH = 4.0
+# Forward-mode AD keeps its dual level per process, not per thread: two JVPs at once (two
+# web-app sessions) fail with "no level exists". One at a time (about 15 ms for two
+# directions of the shipped generator).
+_JVP_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class PixelMetric:
         labels = torch.full((len(z),), self.image_class, device=self.device)
         was_training = self.generator.training
         self.generator.eval()
-        with torch.no_grad():
+        with _JVP_LOCK, torch.no_grad():
             _, change = torch.func.jvp(
                 lambda latents: self.generator.images(latents, labels).clamp(0, 1),
                 (z,), (tangents,))                                               # [m, 3, R, R]
