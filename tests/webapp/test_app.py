@@ -27,14 +27,25 @@ from pirtune.models.bundle import render
 from pirtune.models.networks import Generator
 from pirtune.search import SimulatedPerson
 from pirtune.search.space import SearchSpace
+from pirtune.search.visible import PixelMetric
 from pirtune.webapp import InteractionLog
-from pirtune.webapp.app import FIRST_MOVE_SD, MIN_STEP, create_app
+from pirtune.webapp.app import FIRST_MOVE_SD, FLOOR, MIN_VISIBLE, create_app
 
 
 @pytest.fixture
 def generator() -> Generator:
     torch.manual_seed(0)
     return Generator(latent_dim=16, num_classes=2, resolution=16, width=0.125).eval()
+
+
+@pytest.fixture
+def vivid(generator: Generator) -> Generator:
+    """The test generator with ten times the output contrast: its images change by about
+    10/255 per latent unit (the shipped one's: 10–25), not 1/255, so a JND can bind."""
+    with torch.no_grad():
+        generator.to_rgb[1].weight *= 10
+        generator.to_rgb[1].bias *= 10
+    return generator
 
 
 def _space(log: InteractionLog, session_id: str) -> SearchSpace:
@@ -52,9 +63,13 @@ def _space(log: InteractionLog, session_id: str) -> SearchSpace:
 ])
 def test_a_simulated_person_is_led_to_their_target(tmp_path, generator, space, rounds,
                                                    latent_share, image_share):
-    """The person picks the candidate nearest a hidden target: the image must approach it."""
+    """The person picks the candidate nearest a hidden target: the image must approach it.
+
+    The middle image is the last pick. The test generator's images change by about 1/255
+    per latent unit (start and target differ by 2.4/255), below the page's floor: with no
+    floor, its steps follow the schedule."""
     log = InteractionLog(tmp_path / "log.db")
-    client = TestClient(create_app(generator, log))
+    client = TestClient(create_app(generator, log, floor=0.0))
     state = client.post("/api/sessions", json={"algorithm": "preference", "k": 4, "space": space,
                                                "image_class": 1, "seed": 3}).json()
     session_id = state["session_id"]
@@ -259,23 +274,33 @@ def test_twenty_concurrent_people_keep_separate_sessions(tmp_path, serve):
     assert len(log.shown()) == 20 * 6 * 4   # rounds 1–6 on show in every session
 
 
-def test_preference_sessions_search_around_typical_images(tmp_path, generator):
-    """The prior says the target is a latent the generator draws, z* ~ N(0, I)."""
+def test_preference_sessions_search_around_typical_images(tmp_path, vivid):
+    """The prior says the target is a latent the generator draws, z* ~ N(0, I); the first
+    candidates move two searched coordinates each as far as shows FIRST_MOVE_SD of an
+    average one (visible steps)."""
     log = InteractionLog(tmp_path / "log.db")
-    client = TestClient(create_app(generator, log))
+    client = TestClient(create_app(vivid, log))
     session_id = client.post("/api/sessions", json={"k": 8, "seed": 5}).json()["session_id"]
     settings = log.session(session_id)["settings"]
     origin, basis = np.array(settings["origin"]), np.array(settings["basis"])
     shown = np.array([s.latent for s in log.shown()])
     # The first image is the origin with its component in the searched directions removed
-    # (the prior's centre); the candidates move two coordinates by FIRST_MOVE_SD each.
+    # (the prior's centre).
     centre = origin - basis.T @ (basis @ origin)
-    np.testing.assert_allclose(_space(log, session_id).to_latent(
-        np.array(settings["preference"]["start"])), centre, atol=1e-9)
-    offsets = np.linalg.norm(basis @ (shown - centre).T, axis=0)
-    assert offsets == pytest.approx(np.full(4, FIRST_MOVE_SD * np.sqrt(2)), rel=0.01)
+    start = np.array(settings["preference"]["start"])
+    np.testing.assert_allclose(_space(log, session_id).to_latent(start), centre, atol=1e-9)
     np.testing.assert_allclose(shown - centre, (basis.T @ (basis @ (shown - centre).T)).T,
                                atol=1e-9)   # candidates move only in the searched directions
+    moves = basis @ (shown - centre).T                                     # [k, 4]
+    asked = np.flatnonzero(np.abs(moves).max(axis=1) > 1e-9)
+    assert len(asked) == 2
+    speeds = PixelMetric(vivid, _space(log, session_id), 0)(start, np.eye(8)[asked])
+    per_unit = settings["visible"]["per_unit"]
+    assert per_unit == pytest.approx(np.mean(PixelMetric(vivid, _space(log, session_id), 0)(
+        start, np.eye(8))))
+    np.testing.assert_allclose(np.abs(moves[asked]) * speeds[:, None],
+                               per_unit * FIRST_MOVE_SD, rtol=1e-3)   # at the cut, not the start
+    assert per_unit * FIRST_MOVE_SD > FLOOR / np.sqrt(2)   # the floor does not bind in round 1
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -560,20 +585,47 @@ def test_finishing_gives_the_last_pick_with_its_latent_in_the_download(tmp_path,
     assert client.get(final["final"], params={"scale": "x"}).status_code == 422
 
 
-def test_the_step_is_reported_and_a_stalled_search_says_so(tmp_path, generator):
-    """Gap 14: the state gives the step as a share of round 1's, and flags a search whose
-    candidates would look the same."""
+def test_the_difference_is_reported_and_a_stalled_search_says_so(tmp_path, vivid):
+    """Issue 26: the state gives how much the candidates differ from the middle image (in
+    8-bit pixels, /255), which follows the search's schedule down to the floor and is held
+    there; once the schedule is below MIN_VISIBLE the search is stalled and says so."""
     log = InteractionLog(tmp_path / "log.db")
-    client = TestClient(create_app(generator, log))
+    app = create_app(vivid, log)
+    client = TestClient(app)
     state = client.post("/api/sessions", json={"k": 3, "seed": 4}).json()
-    steps = [state["step"]]
+    differences = [state["difference"]]
     while not state["stalled"] and state["round"] < 200:
         state = client.post(f"/api/sessions/{state['session_id']}/choices",
                             json={"round": state["round"], "index": 0}).json()
-        steps.append(state["step"])
-    first = FIRST_MOVE_SD * np.sqrt(2)     # two coordinates moved FIRST_MOVE_SD each
-    assert steps[0] == 1.0 and state["stalled"]
-    assert steps[-1] * first < MIN_STEP <= steps[-2] * first
+        differences.append(state["difference"])
+    assert state["stalled"]
+    search = app.state.live[state["session_id"]].search
+    per_unit = log.session(state["session_id"])["settings"]["visible"]["per_unit"]
+    schedule = per_unit * search.step_scale * search.uncertainty()
+    assert schedule < MIN_VISIBLE <= schedule * 2     # stalled as soon as it fell below
+    assert differences[0] > 1.5 * FLOOR / np.sqrt(2)   # measured 7.4, then 5.7, 4.6, 4.3
+    # Measured: from round 4 on 4.1–5.1/255 for FLOOR/√2 = 4.24 (the pixels of two
+    # coordinates' changes, rounded to 8 bits, against a linear JVP).
+    np.testing.assert_allclose(differences[-10:], FLOOR / np.sqrt(2), rtol=0.25)
+
+
+@pytest.mark.parametrize("algorithm", ["preference", "axis"])
+def test_the_pick_is_the_next_middle_image(tmp_path, vivid, algorithm):
+    """Issue 26, item 3: the image a person picked is the middle image of the next round
+    (for the learning search it was the posterior's median, up to 56/255 away)."""
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(vivid, log))
+    state = client.post("/api/sessions", json={"algorithm": algorithm, "seed": 2}).json()
+    for round_, index in enumerate([0, 3, 1, 2, 2], start=1):
+        picked = client.get(state["candidates"][index]).content
+        state = client.post(f"/api/sessions/{state['session_id']}/choices",
+                            json={"round": round_, "index": index}).json()
+        assert state["current"] == state["path"][-1]["url"]
+        assert client.get(state["current"]).content == picked
+    logged = log.rounds(state["session_id"])
+    for round_ in range(2, 6):
+        pick = log.choices(state["session_id"])[round_ - 2]
+        assert logged[round_].current == logged[round_ - 1].latents[pick]
 
 
 def test_docs_are_not_loaded_from_a_cdn(tmp_path, generator):

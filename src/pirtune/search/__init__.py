@@ -4,7 +4,8 @@ A person refines one image by picking the best of four candidates, again and
 again. ``AxisSearch`` is the paper's algorithm, ``PreferenceSearch`` a
 Bayesian search that learns from every answer, ``RandomSearch`` the baseline;
 all share ``propose()`` / ``choose(index)`` (``FourChoiceSearch``) and move in
-a ``SearchSpace``. ``SimulatedPerson`` picks for tests and benchmarks, and
+a ``SearchSpace``, optionally under a ``Visible`` metric that sizes their steps
+by what the eye sees. ``SimulatedPerson`` picks for tests and benchmarks, and
 ``rounds_lower_bound`` is the information-theoretic limit. Nothing here reads
 or writes files.
 """
@@ -16,16 +17,19 @@ from pirtune.search.people import SimulatedPerson
 from pirtune.search.preference import PreferenceSearch
 from pirtune.search.session import Session, simulate
 from pirtune.search.space import PrincipalDirections, SearchSpace, principal_directions
+from pirtune.search.visible import PixelMetric, Visible
 
 __all__ = [
     "AxisSearch",
     "FourChoiceSearch",
+    "PixelMetric",
     "PreferenceSearch",
     "Proposal",
     "RandomSearch",
     "SearchSpace",
     "Session",
     "SimulatedPerson",
+    "Visible",
     "PrincipalDirections",
     "principal_directions",
     "rounds_lower_bound",

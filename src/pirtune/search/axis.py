@@ -46,6 +46,7 @@ import numpy as np
 
 from pirtune.errors import UsageError
 from pirtune.search.base import FourChoiceSearch, Proposal, axis_candidates
+from pirtune.search.visible import Visible
 
 FEASIBLE_FRACTION = 0.5  # a shortened candidate goes half-way to the nearest boundary
 AXIS_DRAWS = 8  # random axis pairs drawn per round, for when the first is wedged
@@ -98,11 +99,16 @@ class AxisSearch(FourChoiceSearch):
             the cost of a round bounded (a dropped cut can bind again only after
             the point has travelled its whole slack).
         radius: the satisfaction radius (see ``FourChoiceSearch``).
+        visible: a visible metric (``pirtune.search.visible``): each axis then
+            steps so far that its candidates differ from the current point by
+            max(per_unit·step, floor) in what the eye sees (before a boundary
+            shortens them); the step adapts as before, in coordinates.
     """
 
     def __init__(self, start: np.ndarray, seed: int = 0, prior_sd: float = 1.0,
                  adapt: float = 2.0, memory: bool = True, min_step: float = 1e-6,
-                 max_cuts: int | None = None, radius: float | None = None) -> None:
+                 max_cuts: int | None = None, radius: float | None = None,
+                 visible: Visible | None = None) -> None:
         super().__init__(start, radius)
         if not prior_sd > 0 or not 0 < adapt < self.dim + 2 or not min_step >= 0:
             raise UsageError(f"prior_sd={prior_sd} must be positive, adapt={adapt} in "
@@ -111,6 +117,7 @@ class AxisSearch(FourChoiceSearch):
         self.step = 1.1 * np.sqrt(2) * prior_sd
         self.max_step = 2 * self.step
         self.min_step = min_step
+        self.visible = visible
         self.max_cuts = 4 * self.dim + 16 if max_cuts is None else max_cuts
         if self.max_cuts < 1:
             raise UsageError(f"max_cuts={max_cuts} must be at least 1")
@@ -146,11 +153,18 @@ class AxisSearch(FourChoiceSearch):
         limits[approaching] = (slack[None, :] / -np.where(approaching, rate, -1.0))[approaching]
         return limits.min(axis=1, initial=np.inf)
 
+    def _feasible_steps(self, axes: np.ndarray) -> np.ndarray:
+        """The longest step each axis [a, k] may take both ways: half-way to a boundary [a]."""
+        directions = np.stack([axes, -axes], axis=1)                       # [a, ±, k]
+        limits = self._max_steps(directions.reshape(-1, self.dim)).reshape(-1, 2).min(axis=1)
+        return FEASIBLE_FRACTION * limits
+
     def _axis_steps(self, pairs: np.ndarray) -> np.ndarray:
         """The step each axis of each pair [p, 2, k] can take, both ways [p, 2]."""
-        directions = np.stack([pairs, -pairs], axis=2)                   # [p, 2, ±, k]
-        limits = self._max_steps(directions.reshape(-1, self.dim)).reshape(-1, 2, 2).min(axis=2)
-        return np.minimum(self.step, FEASIBLE_FRACTION * limits)
+        axes = pairs.reshape(-1, self.dim)
+        wanted = (self.step if self.visible is None
+                  else self.visible.steps(self.current, axes, self.step))
+        return np.minimum(wanted, self._feasible_steps(axes)).reshape(-1, 2)
 
     def _active_normals(self) -> list[np.ndarray]:
         """Normals of the boundaries within one step of the current point (nearest first)."""
@@ -185,6 +199,7 @@ class AxisSearch(FourChoiceSearch):
                         stalled=bool(steps.max() < self.min_step))
 
     def _choose(self, proposal: Proposal, index: int) -> None:
+        cut_short = self._cut_short(proposal, index)
         axis = proposal.axes[index // 2] * (1 if index % 2 == 0 else -1)  # towards the pick
         if self.memory:
             # Exclude the losing side of the chosen axis: {y : axis·(y − old x) < 0}.
@@ -200,16 +215,28 @@ class AxisSearch(FourChoiceSearch):
         c = self.rate
         self.path = (1 - c) * self.path + np.sqrt(c * (2 - c)) * axis
         factor = np.exp(c * (self.path @ self.path - 1) / 2)
-        if proposal.steps[index] < self.step:
+        if cut_short:
             factor = min(factor, 1.0)  # a pick cut short by a boundary is no reason to grow
         self.step = min(self.step * factor, self.max_step)
+
+    def _cut_short(self, proposal: Proposal, index: int) -> bool:
+        """Whether a boundary shortened the picked axis's step (before the pick's cut).
+
+        With a visible metric the wanted step depends on the metric, so it is read
+        off the geometry instead: the step is the feasible one. A replayed
+        proposal so never calls the metric.
+        """
+        if self.visible is None:
+            return bool(proposal.steps[index] < self.step)
+        feasible = self._feasible_steps(proposal.axes[index // 2][None])[0]
+        return bool(proposal.steps[index] >= feasible * (1 - 1e-9))
 
 
 class RandomSearch(AxisSearch):
     """Pick-best among four random directions around the current point (the baseline)."""
 
     def __init__(self, start: np.ndarray, seed: int = 0, prior_sd: float = 1.0,
-                 adapt: float = 2.0, min_step: float = 1e-6, radius: float | None = None
-                 ) -> None:
+                 adapt: float = 2.0, min_step: float = 1e-6, radius: float | None = None,
+                 visible: Visible | None = None) -> None:
         super().__init__(start, seed, prior_sd, adapt, memory=False, min_step=min_step,
-                         radius=radius)
+                         radius=radius, visible=visible)

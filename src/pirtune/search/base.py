@@ -46,7 +46,9 @@ class Proposal:
     Attributes:
         centre: the current point [k].
         points: the candidates [4, k], in the order +u, −u, +v, −v.
-        axes: the two axes u, v [2, k] (unit vectors, orthogonal).
+        axes: the two axes u, v [2, k] (unit vectors; orthogonal in the
+            search's metric, which with a ``Visible`` metric may stretch the
+            coordinates: ``PreferenceSearch``'s are then not orthogonal in them).
         steps: each candidate's distance from the centre [4]; the two on one
             axis are always equally far.
         round: 1 for the first proposal of a session.
@@ -91,7 +93,8 @@ class FourChoiceSearch:
 
     Subclasses implement ``_propose() -> Proposal``, ``_choose(proposal, index)``
     and ``uncertainty()``, and keep their estimate of the person's image in
-    ``current`` (coordinates [k]).
+    ``current`` (coordinates [k]); ``picked`` is the last pick (the start
+    before any), the image a person sees in the middle of the next round.
 
     Args:
         start: the start point [k].
@@ -110,6 +113,7 @@ class FourChoiceSearch:
         if not self.radius > 0:
             raise UsageError(f"radius={radius} must be positive")
         self.current = start.copy()
+        self.picked = start.copy()
         self.rounds = 0  # answered proposals
         self._pending: Proposal | None = None
 
@@ -142,6 +146,7 @@ class FourChoiceSearch:
             raise UsageError(f"choice {index!r} is not a candidate; pick 0, 1, 2 or 3")
         proposal, self._pending = self._pending, None
         self._choose(proposal, int(index))
+        self.picked = proposal.points[index].copy()
         self.rounds += 1
         return self.current.copy()
 

@@ -12,7 +12,12 @@ generator and a network). Exactly, or with noise:
   nearest candidate after adding N(0, s²) to each distance, with
   s = σ + ρ·(the distance from the four candidates' centre to the target), so
   a person's judgement can be equally blurred everywhere (σ) or blurred in
-  proportion to how far they still are (ρ).
+  proportion to how far they still are (ρ);
+* ``jnd`` > 0: a just-noticeable difference. Two images whose features differ
+  by less than it on average (mean absolute difference: for 8-bit pixels
+  /255, with ``features`` mapping to 255·pixels) look the same to the person,
+  who picks at random among the candidates that look the same as the one
+  they would pick (all four, when they all look alike).
 """
 
 from __future__ import annotations
@@ -36,16 +41,21 @@ class SimulatedPerson:
             distances are measured (the target is mapped the same way).
         probit_sd: σ, the absolute SD of the noise on each distance.
         probit_relative: ρ, the noise SD per unit of the centre's distance to the target.
+        jnd: the mean absolute feature difference below which two candidates
+            look the same (0: every difference is seen).
     """
 
     def __init__(self, target: np.ndarray, temperature: float = 0.0, random_share: float = 0.0,
                  seed: int = 0,
                  features: Callable[[np.ndarray], np.ndarray] | None = None,
-                 probit_sd: float = 0.0, probit_relative: float = 0.0) -> None:
-        if temperature < 0 or not 0 <= random_share <= 1 or probit_sd < 0 or probit_relative < 0:
-            raise UsageError(f"temperature={temperature}, probit_sd={probit_sd} and "
-                             f"probit_relative={probit_relative} must be >= 0 and random_share="
-                             f"{random_share} in [0, 1]")
+                 probit_sd: float = 0.0, probit_relative: float = 0.0,
+                 jnd: float = 0.0) -> None:
+        if (temperature < 0 or not 0 <= random_share <= 1 or probit_sd < 0
+                or probit_relative < 0 or jnd < 0):
+            raise UsageError(f"temperature={temperature}, probit_sd={probit_sd}, "
+                             f"probit_relative={probit_relative} and jnd={jnd} must be >= 0 "
+                             f"and random_share={random_share} in [0, 1]")
+        self.jnd = jnd
         self.probit_sd = probit_sd
         self.probit_relative = probit_relative
         self.target = np.asarray(target, dtype=np.float64)
@@ -58,14 +68,29 @@ class SimulatedPerson:
 
     def distances(self, points: np.ndarray) -> np.ndarray:
         """Each point's distance [4] to the target (in feature space if given)."""
-        mapped = points if self.features is None else self.features(points)
-        return np.linalg.norm(mapped - self._target_features, axis=1)
+        return np.linalg.norm(self._map(points) - self._target_features, axis=1)
+
+    def looks_the_same(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """Whether points ``a`` and ``b`` [k] differ by less than the person's JND."""
+        mapped = self._map(np.stack([a, b]))
+        return bool(np.abs(mapped[0] - mapped[1]).mean() < self.jnd)
+
+    def _map(self, points: np.ndarray) -> np.ndarray:
+        return points if self.features is None else self.features(points)
 
     def pick(self, points: np.ndarray) -> int:
         """The index of the chosen candidate among ``points`` [4, k]."""
         if self.random_share and self.rng.random() < self.random_share:
             return int(self.rng.integers(len(points)))
-        distances = self.distances(points)
+        mapped = self._map(points)
+        best = self._best(points, np.linalg.norm(mapped - self._target_features, axis=1))
+        if not self.jnd:
+            return best
+        alike = np.flatnonzero(np.abs(mapped - mapped[best]).mean(axis=1) < self.jnd)
+        return int(self.rng.choice(alike)) if len(alike) > 1 else best
+
+    def _best(self, points: np.ndarray, distances: np.ndarray) -> int:
+        """The candidate the person's judgement of ``distances`` [4] picks."""
         if self.probit_sd or self.probit_relative:
             centre = np.mean(points, axis=0, keepdims=True)
             sd = self.probit_sd + self.probit_relative * self.distances(centre)[0]

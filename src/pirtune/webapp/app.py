@@ -58,6 +58,7 @@ from torch import nn
 from pirtune.models.bundle import draw_latents, render
 from pirtune.search import AxisSearch, FourChoiceSearch, PreferenceSearch, Proposal, RandomSearch
 from pirtune.search.space import PrincipalDirections, SearchSpace
+from pirtune.search.visible import PixelMetric, Speeds, Visible, pixel_difference
 from pirtune.webapp.describe import describe
 from pirtune.webapp.page import PAGE
 from pirtune.webapp.prior import CrowdPrior, PriorStart
@@ -83,8 +84,20 @@ IMAGE_NAMES = ("current", "0", "1", "2", "3")
 # from the middle image by about 36/255.
 FIRST_MOVE_SD = 0.75
 # Below this step (latent units) the shipped generator's candidates differ from the middle
-# image by under about 1/255 on average: the search is stalled, and the page says so.
+# image by under about 1/255 on average: the search is stalled, and the page says so
+# (sessions logged before steps were visible).
 MIN_STEP = 0.1
+# A just-noticeable difference between two of the page's images (mean absolute 8-bit
+# difference, /255): below it candidates are hard to tell apart (docs/search.md, "Steps the
+# eye sees"). The simulated people of scripts/bench/search.py --visible have it.
+JND = 4.0
+# The least visible difference between the two most alike candidates (/255; each differs
+# from the candidates' centre by at least FLOOR/√2): 1.5 JND, so that rendering and the
+# generator's curvature keep it above the JND (docs/search.md).
+FLOOR = 6.0
+# Below this scheduled difference (/255) the search has narrowed down further than anyone
+# can see (the candidates are held at the JND meanwhile): it is stalled, and the page says so.
+MIN_VISIBLE = 1.0
 
 
 class NewSession(BaseModel):
@@ -119,9 +132,12 @@ class State(BaseModel):
     """Where a session stands: the open round, the images to show, the path of picks,
     and once finished the final image and its description.
 
-    ``step`` is the candidates' distance from the middle image as a share of
-    round 1's; ``stalled`` says the search can no longer make candidates that
-    differ visibly (undo, or finish). ``final`` is the last picked image (the
+    ``difference`` is how much the candidates differ from the middle image
+    (the last pick), as the page shows them: the mean absolute difference of
+    their 8-bit pixels, /255, averaged over the four. ``step`` is the
+    candidates' step in the search's coordinates as a share of round 1's;
+    ``stalled`` says the search can no longer make candidates that differ
+    visibly (undo, or finish). ``final`` is the last picked image (the
     start image if there was no pick), and the download: ``?scale=`` 1–16.
     ``prior`` says the search started from what earlier people picked
     (``pirtune-serve --prior``).
@@ -132,6 +148,7 @@ class State(BaseModel):
     current: str
     candidates: list[str]
     path: list[PathImage]
+    difference: float
     step: float
     stalled: bool
     finished: bool
@@ -196,6 +213,7 @@ class _Live:
     latents: np.ndarray | None = None       # [5, n]
     keys: list[str] = field(default_factory=list)
     pngs: dict[str, bytes] = field(default_factory=dict)
+    difference: float | None = None
     description: str | None = None
 
 
@@ -292,19 +310,35 @@ def _preference_prior(origin: np.ndarray, basis: np.ndarray,
             "step_scale": FIRST_MOVE_SD * math.sqrt(2 / k), "min_step": MIN_STEP}
 
 
-def _search(settings: dict) -> FourChoiceSearch:
-    """The session's search, from its stored settings (the same settings, the same search)."""
+def _visible(speeds: Speeds, start: np.ndarray, floor: float = FLOOR) -> dict:
+    """A session's visible metric settings: a step of the schedule shows at the start what it
+    showed in latent units there on average (``Visible.at``), down to ``floor``; the search is
+    stalled below ``MIN_VISIBLE``."""
+    per_unit = Visible.at(speeds, start).per_unit
+    return {"per_unit": per_unit, "floor": floor, "min_step": MIN_VISIBLE / per_unit}
+
+
+def _search(settings: dict, speeds: Speeds | None = None) -> FourChoiceSearch:
+    """The session's search, from its stored settings (the same settings, the same search);
+    ``speeds`` is the session's visible metric, where its settings ask for one."""
     dim = len(settings["basis"])
     min_step = settings.get("min_step", 1e-6)   # logs from before stalled searches
+    visible = None
+    if "visible" in settings and speeds is not None:   # logs from before visible steps
+        stored = settings["visible"]
+        visible = Visible(speeds, stored["per_unit"], stored["floor"])
+        min_step = stored["min_step"]
     if settings["algorithm"] == "preference":
         prior = settings.get("preference", {})  # logs from before the prior was stored
         return PreferenceSearch(np.array(prior.get("start", np.zeros(dim))),
                                 prior_sd=np.array(prior.get("prior_sd", np.sqrt(2))),
                                 step_scale=prior.get("step_scale", 2.0),
-                                min_step=prior.get("min_step", min_step))
+                                min_step=min_step if visible else prior.get("min_step", min_step),
+                                visible=visible, pick_centre=prior.get("pick_centre", False))
     start = settings.get("axis", {})   # only sessions started from a crowd's prior store it
     return ALGORITHMS[settings["algorithm"]](np.array(start.get("start", np.zeros(dim))),
-                                             seed=settings["seed"], min_step=min_step)
+                                             seed=settings["seed"], min_step=min_step,
+                                             visible=visible)
 
 
 def _png(image: torch.Tensor, scale: int = 1, text: dict[str, str] | None = None) -> bytes:
@@ -348,8 +382,12 @@ def _one_line(errors: list[dict]) -> str:
 def create_app(generator: nn.Module, log: InteractionLog,
                class_names: list[str] | None = None, limits: Limits = Limits(),
                generator_sha256: str | None = None,
-               prior: CrowdPrior | None = None) -> FastAPI:
+               prior: CrowdPrior | None = None, floor: float = FLOOR) -> FastAPI:
     """The API and page over ``generator`` (in eval mode) with sessions kept in ``log``.
+
+    New sessions step by what the eye sees (``pirtune.search.visible``): their
+    candidates differ from the candidates' centre by the search's schedule in
+    /255, and the two most alike by at least ``floor``.
 
     ``class_names`` label the generator's classes on the page and in
     descriptions (default "class 0", "class 1", …). ``generator_sha256``, the
@@ -408,7 +446,7 @@ def create_app(generator: nn.Module, log: InteractionLog,
         info = log.session(session_id)
         settings = info["settings"]
         space = SearchSpace(np.array(settings["origin"]), np.array(settings["basis"]))
-        search = _search(settings)
+        search = _search(settings, PixelMetric(generator, space, info["class"]))
         rounds = log.rounds(session_id)
         picks = log.choices(session_id)
         first = rounds.get(1)
@@ -445,7 +483,7 @@ def create_app(generator: nn.Module, log: InteractionLog,
         """``entry`` with its open round logged (once) and its five latents as logged."""
         proposal = entry.search.propose()
         if entry.shown_round != proposal.round:
-            current = entry.space.to_latent(entry.search.current)
+            current = entry.path[-1][1]   # the last pick (the start image before any)
             try:
                 logged: Round = log.record_shown(
                     session_id, proposal.round, entry.space.to_latent(proposal.points).tolist(),
@@ -457,17 +495,19 @@ def create_app(generator: nn.Module, log: InteractionLog,
             middle = logged.current if logged.current is not None else current
             entry.latents = np.vstack([middle, logged.latents])
             entry.keys = [key(latent, entry.cls) for latent in entry.latents]
-            entry.pngs = {}
+            entry.pngs, entry.difference = {}, None
             entry.shown_round = proposal.round
         return entry
 
     def rendered(entry: _Live) -> dict[str, bytes]:
-        """The open round's five PNGs by key, rendered in one batch."""
+        """The open round's five PNGs by key, rendered in one batch, and how much the
+        candidates differ from the middle image in them."""
         if not entry.pngs:
             z = torch.as_tensor(entry.latents, dtype=torch.float32)
             with torch.inference_mode():
                 images = render(generator, z, torch.full((len(z),), entry.cls))
             entry.pngs = {k: _png(image) for k, image in zip(entry.keys, images, strict=True)}
+            entry.difference = float(pixel_difference(images[1:], images[:1]).mean())
         return entry.pngs
 
     def single(latent: np.ndarray, cls: int) -> torch.Tensor:
@@ -480,6 +520,7 @@ def create_app(generator: nn.Module, log: InteractionLog,
         entry, now = live(session_id)
         entry = shown(session_id, entry, now.version)
         proposal = entry.search.propose()
+        rendered(entry)
         final = entry.path[-1][1]
         if now.finished and entry.description is None:
             entry.description = describe(single(final, entry.cls), names[entry.cls],
@@ -489,6 +530,7 @@ def create_app(generator: nn.Module, log: InteractionLog,
             session_id=session_id, round=proposal.round, current=urls[0], candidates=urls[1:],
             path=[PathImage(round=r, url=url(session_id, latent, entry.cls))
                   for r, latent in entry.path],
+            difference=round(entry.difference, 1),
             step=round(float(proposal.steps.max()) / entry.first_step, 4),
             stalled=bool(proposal.stalled), finished=now.finished,
             final=f"/api/sessions/{session_id}/final.png" if now.finished else None,
@@ -527,10 +569,17 @@ def create_app(generator: nn.Module, log: InteractionLog,
                               torch.Generator().manual_seed(request.seed))[0].double().numpy()
         basis = (directions(request.k) if request.space == "ganspace"
                  else np.eye(generator.latent_dim))
+        space = SearchSpace(origin, basis)
         head = None if prior is None else prior.start(origin, basis, request.image_class)
+        preference = _preference_prior(origin, basis, head)
+        axis_start = head.centre if head is not None else np.zeros(len(basis))
+        start = (np.array(preference["start"]) if request.algorithm == "preference"
+                 else axis_start)
         settings = {"algorithm": request.algorithm, "seed": request.seed,
                     "origin": origin.tolist(), "basis": basis.tolist(),
-                    "preference": _preference_prior(origin, basis, head), "min_step": MIN_STEP}
+                    "preference": preference, "min_step": MIN_STEP,
+                    "visible": _visible(PixelMetric(generator, space, request.image_class),
+                                        start, floor)}
         if head is not None:
             settings["axis"] = {"start": head.centre.tolist()}
         session_id = log.create_session(

@@ -1,7 +1,8 @@
 """The page people use: one HTML file with a little JavaScript, no build, no network.
 
-The current image sits in the middle with the four candidates around it on
-the two axes (right/left: +u/−u, up/down: +v/−v). Click one, press an arrow
+The last pick (the start image before any) sits in the middle with the four
+candidates around it on the two axes (right/left: +u/−u, up/down: +v/−v),
+and under them how much they differ from it (/255). Click one, press an arrow
 key, or Tab to one and press Enter; Backspace undoes the last pick; the
 "I am satisfied" button finishes with the last picked image, shows it with a
 one-line description and two downloads (the generator's size, and 8× larger
@@ -84,9 +85,9 @@ PAGE = """<!doctype html>
     <span></span><button id="c3" aria-label="down"><img alt="candidate down"></button><span></span>
   </div>
   <p id="step"></p>
-  <p id="stalled" class="hidden">These candidates would look the same as the middle image:
-     the search has narrowed down as far as it can. Finish with your last pick, or undo
-     and go another way.</p>
+  <p id="stalled" class="hidden">The search has narrowed down as far as the eye can see:
+     more picks would not change what you see. Finish with your last pick, or undo and
+     go another way.</p>
   <p class="controls"><button id="undo">Undo last pick</button>
      <button id="finish">I am satisfied</button></p>
 </section>
@@ -173,8 +174,8 @@ async function show(s) {      // swaps everything in at once, when every image h
   candidates.forEach((img, i) => $("c" + i).replaceChildren(img));
   $("round").textContent = s.round;
   $("head-start").classList.toggle("hidden", !s.prior);
-  $("step").textContent = "The candidates are " + Math.round(100 * s.step) +
-    " % as far from the middle image as in round 1.";
+  $("step").textContent = "The candidates differ from the middle image (your last pick) " +
+    "by about " + Math.round(s.difference) + "/255 a pixel.";
   $("stalled").classList.toggle("hidden", !s.stalled);
   candidates.forEach((_, i) => { $("c" + i).disabled = s.stalled; });
   path();
