@@ -186,10 +186,13 @@ def human_loop(rows: list[dict], run: Path, checkpoint: Path, path: Path) -> Non
 
     last = rows[-1]
     def fid_recall(name: str) -> str:
+        """Realism, and (tuned) the distance to the real scenes tilted to the same gain."""
         if not (run / name).is_file():   # quality.in_loop=false
             return "quality not measured"
-        found = json.loads((run / name).read_text())["generated"]
-        return f"FID {found['fid']:.1f}, recall {found['recall']:.2f}"
+        found = json.loads((run / name).read_text())
+        tilted = found.get("tilted") if name == "quality.json" else None
+        return f"precision {found['generated']['precision']:.2f}" + (
+            f", FID to tilted real {tilted['fid']:.1f}" if tilted else "")
 
     page = read_image(str(REPO / "docs" / "webapp.png"), ImageReadMode.RGB)[:, :580]
     rounds = read_choice_rounds(run / "pir_data")
