@@ -207,11 +207,13 @@ def test_real_scenes_score_at_the_floor_and_the_shipped_generator_above(make_cfg
     assert real["generated"]["fid"] < 1.5 * floor["fid"]
     assert real["generated"]["precision"] > floor["precision"] - 0.1
     assert real["generated"]["recall"] > floor["recall"] - 0.1
-    # The shipped generator at this size (200 samples) measured FID 2.0× the floor's and
-    # recall 0.725 against 0.94: its samples are near real ones (precision at the floor)
-    # but cover less of the real set.
+    # The shipped generator at this size (200 samples) measured FID 1.8× the floor's
+    # (5.20 against 2.87; real scenes 1.05×) and recall 0.895 against 0.94 (real scenes
+    # 0.955): its samples are near real ones but cover less of the real set. (The
+    # generator before it: FID 2.0×, recall 0.725.)
     assert shipped["generated"]["fid"] > 1.5 * floor["fid"]
-    assert shipped["generated"]["recall"] < floor["recall"] - 0.1
+    assert shipped["generated"]["recall"] < floor["recall"] - 0.02
+    assert shipped["generated"]["recall"] < real["generated"]["recall"] - 0.03
 
 
 def _pretrain(make_cfg, run_dir: Path, *overrides: str) -> tuple[Path, list[dict]]:
