@@ -287,3 +287,9 @@ def test_stages_get_their_own_typed_sections(make_cfg):
         "_target_": "pirtune.objectives.ColourObjective", "colours": ["red"]}
     with pytest.raises(UsageError, match="collect.num_images=0 must be at least 1"):
         settings(make_cfg("collect.num_images=0"))
+    # Early stopping: off for the binned estimator, on (5 epochs) for the web app's picks.
+    assert typed.estimate.estimator.patience == 0 and typed.estimate.estimator.calibrate
+    assert settings(make_cfg("data=interactions", "data.path=x.db", tiny=False)
+                    ).estimate.estimator.patience == 5
+    with pytest.raises(UsageError, match="estimator.patience=-1 must be 0"):
+        settings(make_cfg("estimator.patience=-1"))
