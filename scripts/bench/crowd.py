@@ -137,7 +137,7 @@ def figure(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 3.6))
     for i, seed in enumerate(sorted({r["seed"] for r in rows})):
         mine, colour = [r for r in rows if r["seed"] == seed], f"C{i}"   # one colour a crowd
         picks = [r["picks"] for r in mine]
@@ -147,15 +147,15 @@ def figure(rows: list[dict], path: Path) -> None:
                     label=f"choice model, crowd {seed}")
         middle.plot(picks, [r["pick_accuracy_bins"] for r in mine], "s--", color=colour,
                     alpha=0.6, label=f"binned (C.3), crowd {seed}")
+        middle.plot(picks, [r["pick_accuracy_hidden"] for r in mine], ":", color=colour,
+                    marker="^", label=f"the hidden objective itself, crowd {seed}")
         right.plot(picks, [r["delta"] for r in mine], "o-", color=colour,
                    label=f"true Δ, crowd {seed}")
         right.errorbar(picks, [r["predicted_delta"] for r in mine],
                        yerr=[[r["predicted_delta"] - r["predicted_low"] for r in mine],
                              [r["predicted_high"] - r["predicted_delta"] for r in mine]],
                        fmt="x:", color=colour, capsize=2, label=f"predicted Δ, crowd {seed}")
-    ceiling = [r["pick_accuracy_hidden"] for r in rows if r["seed"] == rows[0]["seed"]]
     picks = [r["picks"] for r in rows if r["seed"] == rows[0]["seed"]]
-    middle.plot(picks, ceiling, "k:", marker="^", label="the hidden objective itself")
     left.axhline(1.0, color="grey", ls="--", lw=1, label="d = 1.0 (from 500)")
     left.axhline(1.3, color="grey", ls=":", lw=1, label="d = 1.3 (from 2,000)")
     middle.axhline(0.25, color="grey", ls=":", lw=1, label="chance")
@@ -166,7 +166,9 @@ def figure(rows: list[dict], path: Path) -> None:
         ax.set(xscale="log", xlabel="picks")
         ax.set_xticks(picks, [str(p) for p in picks])
         ax.minorticks_off()
-        ax.legend(frameon=False, fontsize=7)
+    left.legend(frameon=False, fontsize=7)
+    right.legend(frameon=False, fontsize=7)
+    middle.legend(frameon=False, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

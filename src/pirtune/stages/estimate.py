@@ -23,8 +23,7 @@ on a share (``val_fraction``) of the *training* people has not improved for that
 many epochs, and the best epoch's weights are kept: a fixed epoch count trains
 a larger log for more steps, and the choice model overfit (crowd benchmark:
 held-out NLL lowest at epoch 6 of 20 on 1,000 picks, pick accuracy falling
-from 0.44 at 250 picks to 0.375 at 1,000).
-The file names the generators whose
+from 0.44 at 250 picks to 0.375 at 1,000). The file names the generators whose
 images the picks were of (``generators``: their bundles' SHA-256), which
 ``pirtune-serve --prior`` checks against the generator it serves.
 """
@@ -192,11 +191,12 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
     train, held = rounds.split(settings.val_fraction, cfg.seed)
     # Early stopping on people of the training side (never the held-out ones, which
     # score and calibrate the model): a fixed epoch count overfits a larger log.
-    fit_on, stop_on = (train.split(settings.val_fraction, cfg.seed + 1)
-                       if settings.patience > 0 else (train, held))
-    early = settings.patience > 0 and len(stop_on) > 0
-    if settings.patience > 0 and not early:   # one training person: nothing to stop on
-        fit_on, stop_on = train, held
+    fit_on, stop_on = train, held
+    if settings.patience > 0:
+        inner = train.split(settings.val_fraction, cfg.seed + 1)
+        if len(inner[1]):   # one training person: nothing to stop on
+            fit_on, stop_on = inner
+    early = stop_on is not held
     monitor = {"monitor": "estimate/val/loss", "mode": "min"} if early else {}
     callbacks = [ModelCheckpoint(dirpath=checkpoints, save_last="link", save_top_k=1, **monitor)]
     if early:
