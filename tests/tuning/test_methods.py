@@ -60,9 +60,9 @@ def test_select_keeps_the_asked_share_when_estimates_tie(tiny_generator, estimat
     class Tied(Selector):
         drawn = 0
 
-        def scores(self, generator, z, labels):
+        def judge(self, generator, z, labels):
             self.drawn += len(z)
-            return (z[:, 0] > 0.5).float()   # 1 for about 31 % of draws, else 0
+            return (z[:, 0] > 0.5).float(), None   # 1 for about 31 % of draws, else 0
 
     generator, _, _ = load_bundle(tiny_generator)
     selector = Tied(read_estimator_file(estimated / "estimator.pt"), acceptance=0.1)
@@ -89,6 +89,68 @@ def test_select_softmax_rule_picks_by_the_estimate(tiny_generator, estimated):
     scores = selector.scores(generator, candidates.flatten(0, 1),
                              labels.repeat_interleave(4)).view(12, 4)
     torch.testing.assert_close(z, candidates[torch.arange(12), scores.argmax(1)])
+
+
+def critic_values(discriminator, generator, z, labels):
+    """The discriminator's source value of G's images, computed here without the selector."""
+    with torch.no_grad():
+        return discriminator.eval()(render(generator, z, labels) * 2 - 1, labels)[0]
+
+
+def test_select_realism_rejects_what_the_discriminator_rates_least_real(
+        tune_copy, tiny_generator):
+    out = tune_copy("tune=select", "tune.method.calibration=200",
+                    "tune.method.acceptance=0.25", "tune.method.realism=0.5")
+    sampler, meta = load_sampler(out)
+    generator, discriminator, _ = load_bundle(tiny_generator)
+    selector = sampler.selector
+    assert meta["sampler"]["realism"] == 0.5 and selector.realism == 0.5
+    # The bundle's critic is the start's discriminator, exactly, and it never changed.
+    for key, value in discriminator.state_dict().items():
+        torch.testing.assert_close(selector.critic.state_dict()[key], value, rtol=0, atol=0)
+    # Each class's critic threshold is the median of its critic values: about half of
+    # fresh draws reach it.
+    plain = torch.randn(2000, generator.latent_dim, generator=torch.Generator().manual_seed(8))
+    plain_labels = torch.arange(2000) % 2
+    values = critic_values(discriminator, generator, plain, plain_labels)
+    admitted = (values >= selector.critic_thresholds[plain_labels]).float()
+    for c in range(2):
+        assert float(admitted[plain_labels == c].mean()) == pytest.approx(0.5, abs=0.08)
+    # Every kept draw is admitted by the critic and reaches the estimate's threshold.
+    labels = torch.arange(60) % 2
+    z = draw_latents(sampler, labels, torch.Generator().manual_seed(3))
+    kept = critic_values(discriminator, generator, z, labels)
+    assert bool((kept >= selector.critic_thresholds[labels]).all())
+    assert bool((selector.scores(generator, z, labels) >= selector.thresholds[labels]).all())
+    # Without realism the same estimator keeps draws the critic would have rejected.
+    unfiltered = Selector(selector.estimator_file, 0.25)
+    unfiltered.calibrate(generator, 200, seed=0)
+    z0 = unfiltered.choose(generator, labels, torch.Generator().manual_seed(3))
+    assert bool((critic_values(discriminator, generator, z0, labels)
+                 < selector.critic_thresholds[labels]).any())
+
+
+def test_select_realism_softmax_chooses_among_admitted_draws(tiny_generator, estimated):
+    generator, discriminator, _ = load_bundle(tiny_generator)
+    selector = Selector(read_estimator_file(estimated / "estimator.pt"), acceptance=0.25,
+                        temperature=1e-9, realism=0.5, critic=discriminator)
+    selector.calibrate(generator, 200, seed=0)
+    labels = torch.arange(12) % 2
+    z = selector.choose(generator, labels, torch.Generator().manual_seed(0))
+    candidates = torch.randn(12, 4, generator.latent_dim,
+                             generator=torch.Generator().manual_seed(0))
+    flat = labels.repeat_interleave(4)
+    scores = selector.scores(generator, candidates.flatten(0, 1), flat).view(12, 4)
+    values = critic_values(discriminator, generator, candidates.flatten(0, 1), flat).view(12, 4)
+    admitted = values >= selector.critic_thresholds[labels][:, None]
+    best = torch.where(admitted, scores, torch.tensor(-float("inf")))
+    best = torch.where(admitted.any(1, keepdim=True), best, scores).argmax(1)
+    torch.testing.assert_close(z, candidates[torch.arange(12), best])
+
+
+def test_a_selector_without_its_critic_is_refused(estimated):
+    with pytest.raises(UsageError, match="needs the generator's discriminator"):
+        Selector(read_estimator_file(estimated / "estimator.pt"), 0.3, realism=0.2)
 
 
 # -- latent --------------------------------------------------------------------------
@@ -239,6 +301,10 @@ def test_select_is_the_default_and_the_papers_gradient_keeps_its_run_names(make_
     (["tune=select", "tune.method.temperature=0"], "tune.method.temperature=0"),
     (["tune=select", "tune.method.acceptance=1.5"], r"tune.method.acceptance=1.5 must lie in"),
     (["tune=select", "tune.method.acceptance=0"], r"tune.method.acceptance=0 must lie in"),
+    (["tune=select", "tune.method.realism=1.0"], r"tune.method.realism=1.0 must lie in \[0, 1\)"),
+    (["tune=select", "tune.method.realism=-0.1"], r"tune.method.realism=-0.1 must lie in"),
+    (["tune=select", "tune.method.acceptance=0.9"],
+     "tune.method.acceptance=0.9 keeps more than the 0.8 of draws"),
     (["tune=latent", "tune.method.beta=-1"], "tune.method.beta=-1 must be at least 0"),
     (["tune=distill", "tune.method.beta=-0.1"], "tune.method.beta=-0.1 must be positive"),
     (["tune=latent", "tune.reward=conservative"], "needs an ensemble"),

@@ -38,19 +38,23 @@ class SelectMethod(TuningMethod):
         temperature: ``None`` for the threshold rule, or τ > 0 to keep one of n
             candidates with probability ∝ exp(R/τ).
         calibration: draws per class that set the thresholds.
+        realism: the share of each class's draws the bundle's discriminator rejects
+            before the estimate ranks the rest (``Selector``'s docstring: why, and
+            what it measured); 0 keeps the estimate's rule alone.
     """
 
     name = "select"
 
     def __init__(self, acceptance: float = 0.3, temperature: float | None = None,
-                 calibration: int = 2000) -> None:
-        check_acceptance(acceptance, temperature)
+                 calibration: int = 2000, realism: float = 0.0) -> None:
+        check_acceptance(acceptance, temperature, realism)
         if calibration < 10:
             raise UsageError(f"tune.method.calibration={calibration} must be at least 10 "
                              "draws per class")
         self.acceptance = acceptance
         self.temperature = temperature
         self.calibration = calibration
+        self.realism = realism
 
     def check(self, estimator, reward: str) -> None:
         if reward != "mean":
@@ -60,7 +64,8 @@ class SelectMethod(TuningMethod):
     def tune(self, ctx: TuneContext) -> None:
         generator, discriminator, meta = ctx.plain_start(self.name)
         selector = Selector(read_estimator_file(ctx.rnd.estimator), self.acceptance,
-                            self.temperature)
+                            self.temperature, realism=self.realism,
+                            critic=discriminator if self.realism > 0 else None)
         generator.eval()
         selector.calibrate(generator, self.calibration, ctx.cfg.seed + ctx.rnd.index)
         sampler = Sampler(generator, selector=selector)
@@ -71,9 +76,14 @@ class SelectMethod(TuningMethod):
         selector.seconds_per_image = (time.perf_counter() - start) / len(labels)
         ctx.tracker.metrics({"tune/select/seconds_per_image": selector.seconds_per_image,
                              **{f"tune/select/threshold_{c}": float(t)
-                                for c, t in enumerate(selector.thresholds)}}, step=0)
-        log.info("tune: select keeps %.0f %% of draws%s; %.4f s per image", 100 * self.acceptance,
+                                for c, t in enumerate(selector.thresholds)},
+                             **{f"tune/select/critic_threshold_{c}": float(t)
+                                for c, t in enumerate(selector.critic_thresholds
+                                                      if self.realism > 0 else [])}}, step=0)
+        log.info("tune: select keeps %.0f %% of draws%s%s; %.4f s per image",
+                 100 * self.acceptance,
                  "" if self.temperature is None else f" (softmax, τ={self.temperature})",
-                 selector.seconds_per_image)
+                 f", none of the {100 * self.realism:.0f} % the discriminator rates least real"
+                 if self.realism > 0 else "", selector.seconds_per_image)
         ctx.save(Tuned(generator, discriminator, int(meta.get("iteration") or 0)),
                  meta["model"], sampler=sampler_state(sampler))
