@@ -180,13 +180,13 @@ class Selector(nn.Module):
     source values over the calibration draws; the estimate's rule then runs over
     admissible draws only (the threshold rule's threshold is the top ``acceptance``
     share of *all* draws among the admissible ones, so the kept share stays
-    ``acceptance`` and needs acceptance ≤ 1 − r). Why: an estimator fitted on a few
-    hundred picks also rates highly some of G's least realistic draws (ill-formed
-    night scenes for "blue"); best-of-n alone then keeps them, and the kept set's
-    precision against real scenes falls from 0.86 to 0.70. The discriminator rates
-    realism with AUC 0.77 against the precision test on the shipped generator, and
-    r = 0.2 lifts the kept set's precision to 0.91 while its blue rises too
-    (measured in ``docs/bench/crowd.md``).
+    ``acceptance`` and needs acceptance ≤ 1 − r). Why: the generator's draws that
+    score highest on an objective are often its least realistic (for "blue", the
+    bluest 30 % of the shipped generator's draws hold 0.73 precision against real
+    scenes, the whole 0.86), and an estimator fitted on a few hundred picks also
+    rates some of its worst draws highly. The discriminator ranks realism with
+    AUC 0.77 against the precision test; ``scripts/bench/select_realism.py``
+    measures the trade-off over (r, acceptance).
 
     Args:
         estimator_file: the estimator's saved dict (``pirtune.estimator``'s file

@@ -45,8 +45,8 @@ class SelectMethod(TuningMethod):
 
     name = "select"
 
-    def __init__(self, acceptance: float = 0.3, temperature: float | None = None,
-                 calibration: int = 2000, realism: float = 0.0) -> None:
+    def __init__(self, acceptance: float = 0.2, temperature: float | None = None,
+                 calibration: int = 2000, realism: float = 0.1) -> None:
         check_acceptance(acceptance, temperature, realism)
         if calibration < 10:
             raise UsageError(f"tune.method.calibration={calibration} must be at least 10 "
