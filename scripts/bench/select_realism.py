@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from scipy.stats import mannwhitneyu  # noqa: E402
 
 from pirtune.estimator.files import read_estimator_file  # noqa: E402
 from pirtune.metrics import feature_network  # noqa: E402
@@ -50,6 +51,14 @@ def batched(network, images: torch.Tensor, *extra: torch.Tensor, size: int = 256
     with torch.no_grad():
         return torch.cat([network(images[i:i + size], *(e[i:i + size] for e in extra))
                           for i in range(0, len(images), size)])
+
+
+def precision_members(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> np.ndarray:
+    """Which generated features [M] lie inside some real sample's k-NN ball: the test
+    whose mean is precision (``pirtune.metrics.quality.precision_recall``)."""
+    radii = torch.cdist(real, real).kthvalue(k + 1, dim=1).values
+    return torch.cat([(torch.cdist(fake[i:i + 4096], real) <= radii[None]).any(dim=1)
+                      for i in range(0, len(fake), 4096)]).numpy()
 
 
 def main() -> None:
@@ -94,6 +103,11 @@ def main() -> None:
                 "fid": fid_from_features(real_features[:SCORED], fake_features[scored]),
                 "tilted_fid": tilted.fid, "tilted_precision": tilted.precision}
 
+    # How well the discriminator ranks realism: the AUC of its source value for the draws
+    # inside the real scenes' k-NN balls (precision's test) against those outside.
+    inside = precision_members(real_features[:2000], fake_features)
+    auc = float(mannwhitneyu(critic[inside], critic[~inside]).statistic
+                / (inside.sum() * (~inside).sum()))
     rows = [row("untuned", None, 1.0, np.ones(args.draws, bool)),
             row("oracle", None, 0.3, true >= np.quantile(true, 0.7))]
     for realism, acceptance in GRID:
@@ -115,6 +129,8 @@ def main() -> None:
              f"2,000 real scenes; FID and precision against {args.real} real scenes tilted by the "
              f"objective to each row's gain; each on {SCORED} kept draws. Realism: the share of "
              "draws the discriminator rejects first; acceptance: the share of all draws kept. "
+             f"The discriminator ranks the draws inside the real scenes' k-NN balls above those "
+             f"outside with AUC {auc:.3f} ({inside.mean():.3f} of all draws are inside). "
              f"Made by `python scripts/bench/select_realism.py {args.estimator}` on "
              f"{platform.machine()}, {os.cpu_count()} cores, in "
              f"{(time.perf_counter() - start) / 60:.1f} min.", "",
