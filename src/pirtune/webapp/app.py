@@ -125,10 +125,13 @@ class Choice(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     round: int = Field(ge=1, le=MAX_ROUND)
     index: int | None = Field(None, ge=0, le=3, description="the candidate picked")
-    same: Literal[True] | None = Field(None, description="the four candidates look the same")
+    # A strict boolean (Literal[True] would take 1, which equals True), true only.
+    same: bool | None = Field(None, description="true: the four candidates look the same")
 
     @model_validator(mode="after")
     def _one_answer(self) -> Choice:
+        if self.same is False:
+            raise ValueError("same can only be true; to pick, give index (0-3) instead")
         if (self.index is None) == (self.same is None):
             raise ValueError("give either index (0-3) or same: true, exactly one of them")
         return self
