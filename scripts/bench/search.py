@@ -228,7 +228,7 @@ def visible_one(generator, basis: np.ndarray, search: str, variant: str, options
         row[f"pair_{round_}"] = float(min(pixel_difference(shown[a], shown[b])
                                           for a in range(4) for b in range(a + 1, 4)))
         row[f"middle_{round_}"] = float(pixel_difference(shown, middle).mean())
-        searcher.choose(judge.pick(proposal.points))
+        searcher.choose(judge.answer(proposal.points))   # a pick, or "same"
         for key, point in (("reached", searcher.picked), ("estimate_reached", searcher.current)):
             if row[key] is None and arrived(point):
                 row[key] = round_

@@ -24,6 +24,7 @@ from pirtune.estimator.choice import (
     round_scores,
 )
 from pirtune.estimator.files import load_estimator, save_choice_model
+from pirtune.search.feedback import SAME_CODE
 
 NETWORK = {"_target_": "pirtune.estimator.network.PIREstimator", "backbone": "small_cnn",
            "bins": 100, "resolution": 16, "pretrained": False}
@@ -155,3 +156,60 @@ def test_reading_rounds_from_an_export(tmp_path):
     rounds = read_choice_rounds(folder)
     assert rounds.slots.tolist() == [[0, 1, 2, 3], [2, 4, 1, 0]]
     assert rounds.picked.tolist() == [2, 0] and rounds.sessions == ["a", "a"]
+
+
+def test_the_tie_term_is_davidson_luce_by_hand():
+    """P(same) = δ·(Π π)^{1/4} / (Σ π + δ·(Π π)^{1/4}) and P(pick i) = π_i / (the same sum),
+    computed from the π = exp(u) themselves."""
+    u = np.array([[1.0, 2.0, 0.0, -1.0], [0.5, 0.5, 0.5, 0.5], [0.3, -0.2, 1.4, 0.0]])
+    theta = -0.7
+    delta = math.exp(theta)
+    nll = []
+    for row, answer in zip(u, ["same", "same", 2], strict=True):
+        pi = np.exp(row)
+        alike = delta * np.prod(pi) ** 0.25
+        total = pi.sum() + alike
+        nll.append(-math.log((alike if answer == "same" else pi[answer]) / total))
+    picked = torch.tensor([SAME_CODE, SAME_CODE, 2])
+    assert float(choice_nll(torch.tensor(u), picked, theta)) == pytest.approx(
+        np.mean(nll), rel=1e-9)
+    # Equal utilities: "same" at δ/(4 + δ), its largest; a spread makes it less likely.
+    assert math.exp(-nll[1]) == pytest.approx(delta / (4 + delta), rel=1e-12)
+    assert math.exp(-nll[0]) < delta / (4 + delta)
+    with pytest.raises(UsageError, match="need the tie term"):
+        choice_nll(torch.tensor(u), picked)
+
+
+def test_training_learns_the_tie_and_scores_picks_only():
+    """A third of the rounds answered "same" (in every session): the tie parameter moves,
+    and the pick accuracy counts the rounds with a pick."""
+    rounds = _rounds(96, sessions=8)
+    picked = rounds.picked.clone()
+    picked[::3] = SAME_CODE
+    rounds = ChoiceRounds(rounds.images, rounds.image_ids, rounds.slots, picked, rounds.sessions)
+    assert int(rounds.same.sum()) == 32 and len(rounds.picks()) == 64
+    train, held = rounds.split(0.25, seed=0)
+    module, frozen = fit_choice_model(NETWORK, train, held, epochs=3, batch_size=8, seed=0,
+                                      optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
+    assert float(module.tie.detach()) != 0.0
+    report = choice_report(frozen, held, held_out=True)
+    assert report.rounds == len(held) and math.isfinite(report.nll)
+    assert bool(held.same.any()) and not bool(held.same.all())
+    scores = round_scores(frozen.utilities, held)
+    assert report.pick_accuracy == pick_accuracy(scores[~held.same], held.picked[~held.same])
+
+
+def test_reading_same_from_an_export(tmp_path):
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    write_pir_dataset(tmp_path, images, 0, 1, 0)
+    (tmp_path / "rounds.csv").write_text(
+        "session_id,round,generator,prior,slot0,slot1,slot2,slot3,picked\n"
+        "a,1,,,img_000000,img_000001,img_000002,img_000003,same\n"
+        "a,2,,,img_000002,img_000004,img_000001,img_000000,1\n")
+    rounds = read_choice_rounds(tmp_path)
+    assert rounds.picked.tolist() == [SAME_CODE, 1] and rounds.same.tolist() == [True, False]
+    (tmp_path / "rounds.csv").write_text(
+        "session_id,round,generator,prior,slot0,slot1,slot2,slot3,picked\n"
+        "a,1,,,img_000000,img_000001,img_000002,img_000003,\n")
+    with pytest.raises(UsageError, match="line 2: .* an answer \\(0–3 or same\\)"):
+        read_choice_rounds(tmp_path)

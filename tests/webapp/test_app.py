@@ -655,3 +655,57 @@ def test_the_first_candidates_are_images_the_generator_draws_well():
         dark += sum(_pixels(client.get(u).content).mean() < 0.15 * 255
                     for u in state["candidates"])
     assert dark / 80 <= dark_share + 0.1 and dark <= 24
+
+
+@pytest.mark.parametrize("algorithm", ["preference", "axis"])
+def test_a_same_answer_is_a_round_without_a_pick_and_replays(tmp_path, generator, algorithm):
+    """{"round", "same": true} answers the round: the middle image stays, new candidates come;
+    the same answer again is a no-op, a pick for that round a conflict; a server rebuilt from
+    the log shows the same round, and an undo takes the "same" back."""
+    db = tmp_path / "log.db"
+    log = InteractionLog(db)
+    client = TestClient(create_app(generator, log))
+    state = client.post("/api/sessions", json={"k": 4, "algorithm": algorithm}).json()
+    url = f"/api/sessions/{state['session_id']}"
+    after = client.post(f"{url}/choices", json={"round": 1, "same": True})
+    assert after.status_code == 200, after.text
+    after = after.json()
+    assert after["round"] == 2 and after["current"] == state["current"]
+    assert after["candidates"] != state["candidates"] and len(after["path"]) == 1
+    assert client.post(f"{url}/choices", json={"round": 1, "same": True}).json() == after
+    assert client.post(f"{url}/choices", json={"round": 1, "index": 0}).status_code == 409
+    state = client.post(f"{url}/choices", json={"round": 2, "index": 3}).json()
+    assert client.get(f"{url}/history").json()["choices"] == ["same", 3]
+    rebuilt = TestClient(create_app(generator, InteractionLog(db)))
+    assert rebuilt.get(url).json() == state
+    assert rebuilt.post(f"{url}/undo").json()["round"] == 2
+    undone = rebuilt.post(f"{url}/undo").json()
+    assert undone["round"] == 1 and undone["candidates"] != state["candidates"]
+    assert rebuilt.get(f"{url}/history").json()["undone"] == [[2, 3], [1, "same"]]
+
+
+@pytest.mark.parametrize("body", [
+    {"round": 1}, {"round": 1, "index": 0, "same": True}, {"round": 1, "same": False},
+    {"round": 1, "same": 1}, {"round": 1, "same": "yes"}, {"round": 1, "index": None},
+    {"round": 1, "same": None}])
+def test_an_answer_is_exactly_one_of_index_and_same(tmp_path, generator, body):
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    session_id = client.post("/api/sessions", json={"k": 4}).json()["session_id"]
+    response = client.post(f"/api/sessions/{session_id}/choices", json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail
+    assert log.choices(session_id) == []
+
+
+@pytest.mark.parametrize("raw", [b'{"round": 1, "same": NaN}', b'{"round": NaN, "same": true}',
+                                 b'{"round": 1, "same": Infinity}'])
+def test_non_finite_numbers_beside_same_are_422(tmp_path, generator, raw):
+    log = InteractionLog(tmp_path / "log.db")
+    client = TestClient(create_app(generator, log))
+    session_id = client.post("/api/sessions", json={"k": 4}).json()["session_id"]
+    response = client.post(f"/api/sessions/{session_id}/choices", content=raw,
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "\n" not in response.json()["detail"] and log.choices(session_id) == []

@@ -311,6 +311,9 @@ def test_the_page_fits_a_phone(server, browser, tmp_path, size):
             box = page.locator(selector).bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= 390, selector
             assert box["width"] >= 100, selector
+        same = page.get_by_role("button", name="These look the same")
+        box = same.bounding_box()                        # on screen, and a finger's size
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 30
         size_px = page.evaluate(
             "() => parseFloat(getComputedStyle(document.querySelector('#session p')).fontSize)")
         assert size_px >= 14
@@ -399,3 +402,60 @@ def test_a_session_started_from_a_prior_says_so_in_one_line(server, context, tmp
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+
+def test_a_same_answer_goes_from_the_page_to_the_choice_model(server, context, tmp_path):
+    """"These look the same" by button and by key: the round is answered, the middle image
+    stays; the log holds (slot NULL, same 1), the export writes "same", and the choice
+    model reads it and learns its tie term from it."""
+    import sqlite3
+
+    import torch
+
+    from pirtune.estimator.choice import SAME_CODE, fit_choice_model, read_choice_rounds
+    from pirtune.models.bundle import load_sampler
+    from pirtune.paths import SHIPPED_GENERATOR
+    from pirtune.webapp.export import export_pir_dataset
+
+    base, db = server
+    page = context.new_page()
+    errors = _watch(page)
+    session_id = _start(page, base)
+    middle = page.evaluate("() => state.current")
+    first = page.evaluate("() => state.candidates")
+    page.get_by_role("button", name="These look the same").click()
+    _round_shown(page, 2)
+    assert page.evaluate("() => state.current") == middle       # no pick: the middle stays
+    assert page.evaluate("() => state.candidates") != first     # new candidates
+    expect(page.locator("#path img")).to_have_count(1)
+    page.keyboard.press("s")                                    # the key, once
+    _round_shown(page, 3)
+    page.click("#c0")
+    _round_shown(page, 4)
+    expect(page.locator("#path figcaption")).to_have_text(["start", "3"])
+    assert errors == []
+
+    log = InteractionLog(db)
+    assert log.choices(session_id) == ["same", "same", 0]
+    rows = sqlite3.connect(db).execute(
+        "SELECT round, slot, same FROM choices WHERE session_id = ? ORDER BY round",
+        (session_id,)).fetchall()
+    assert rows == [(1, None, 1), (2, None, 1), (3, 0, 0)]
+    shown = [s for s in log.shown(answered=True) if s.session_id == session_id]
+    assert [s.round for s in shown if s.same] == [1] * 4 + [2] * 4
+    assert [s.slot for s in shown if s.picked] == [0]
+
+    generator = load_sampler(SHIPPED_GENERATOR)[0]
+    out = export_pir_dataset(log, tmp_path / "pir_data", generator)
+    table = (out / "rounds.csv").read_text().splitlines()
+    mine = [line.split(",") for line in table[1:] if line.startswith(session_id)]
+    assert [(row[1], row[-1]) for row in mine] == [("1", "same"), ("2", "same"), ("3", "0")]
+    rounds = read_choice_rounds(out)
+    answers = [int(p) for p, s in zip(rounds.picked, rounds.sessions, strict=True)
+               if s == session_id]
+    assert answers == [SAME_CODE, SAME_CODE, 0]
+    network = {"_target_": "pirtune.estimator.network.PIREstimator", "backbone": "small_cnn",
+               "bins": 2, "resolution": rounds.images.shape[-1], "pretrained": False}
+    module, _ = fit_choice_model(network, rounds, rounds.subset(torch.tensor([], dtype=int)),
+                                 epochs=1, batch_size=8, seed=0)
+    assert float(module.tie.detach()) != 0.0   # the "same" rounds moved the tie term

@@ -184,3 +184,106 @@ def test_a_log_from_before_versions_opens_and_replays(tmp_path):
     assert log.priors() == {"s": None} and log.session("s")["prior"] is None
     log.record_shown("s", 1, np.zeros((4, 8)).tolist(), 0)
     assert log.rounds("s")[1].proposal is None
+
+
+# The answer tables as logs wrote them before "these look the same" existed.
+BEFORE_SAME = """
+CREATE TABLE choices (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL CHECK (slot BETWEEN 0 AND 3),
+    created REAL NOT NULL,
+    PRIMARY KEY (session_id, round)
+);
+CREATE TABLE undone_choices (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    round INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    created REAL NOT NULL,
+    undone REAL NOT NULL
+);
+"""
+# Opens an old log, rebuilds its tables, and is killed (SIGKILL) before the commit.
+KILLED_MID_MIGRATION = """
+import os, signal, sys
+from pirtune.webapp import store
+real = store.InteractionLog._migrate_same
+def migrate_and_die(self):
+    original = self._db.execute
+    def execute(sql, *args):
+        if sql == "COMMIT":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(sql, *args)
+    self._db = type("Spy", (), {"execute": staticmethod(execute)})()
+    real(self)
+store.InteractionLog._migrate_same = migrate_and_die
+store.InteractionLog(sys.argv[1])
+"""
+
+
+def _log_before_same(path: Path) -> None:
+    """A log written before "same": two picks of session 's', one undone pick."""
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA.split("CREATE TABLE IF NOT EXISTS choices")[0] + BEFORE_SAME)
+    db.execute("INSERT INTO sessions (id, created, algorithm, class, settings) "
+               "VALUES ('s', 0, 'axis', 0, '{}')")
+    for r in (1, 2, 3):
+        db.executemany("INSERT INTO shown VALUES ('s', ?, ?, '[0.0]', 0, 0)",
+                       [(r, slot) for slot in range(4)])
+    db.executemany("INSERT INTO choices VALUES ('s', ?, ?, 0)", [(1, 2), (2, 0)])
+    db.execute("INSERT INTO undone_choices VALUES ('s', 2, 3, 0, 1)")
+    db.commit()
+    db.close()
+
+
+def test_a_log_from_before_same_is_rebuilt_and_keeps_its_picks(tmp_path):
+    path = tmp_path / "old.db"
+    _log_before_same(path)
+    log = InteractionLog(path)
+    assert log.choices("s") == [2, 0] and log.undone("s") == [(2, 3)]
+    assert log.record_choice("s", 3, "same")
+    assert not log.record_choice("s", 3, "same")             # the same answer again: no-op
+    with pytest.raises(ConflictError, match="already answered with same"):
+        log.record_choice("s", 3, 1)
+    assert log.answers("s")[2].is_same and log.choices("s") == [2, 0, "same"]
+    assert log.undo("s") == 3 and log.undone("s") == [(2, 3), (3, "same")]
+    log.close()
+    raw = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError):               # a pick has a slot, "same" none
+        raw.execute("INSERT INTO choices VALUES ('s', 3, NULL, 0, 0)")
+    with pytest.raises(sqlite3.IntegrityError):
+        raw.execute("INSERT INTO choices VALUES ('s', 3, 1, 0, 1)")
+    assert InteractionLog(path).choices("s") == [2, 0]         # opening again changes nothing
+
+
+def test_a_kill_in_the_middle_of_the_migration_loses_nothing(tmp_path):
+    """SIGKILL after the tables were rebuilt but before the commit: the old tables stand,
+    and the next open migrates them."""
+    path = tmp_path / "old.db"
+    _log_before_same(path)
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_MIGRATION, str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    raw = sqlite3.connect(path)
+    assert [row[1] for row in raw.execute("PRAGMA table_info(choices)")] == [
+        "session_id", "round", "slot", "created"]
+    assert raw.execute("SELECT round, slot FROM choices ORDER BY round").fetchall() == [
+        (1, 2), (2, 0)]
+    raw.close()
+    log = InteractionLog(path)
+    assert log.choices("s") == [2, 0] and log.undone("s") == [(2, 3)]
+
+
+def test_export_writes_a_same_round_as_same_never_as_a_pick(tmp_path):
+    log = InteractionLog(tmp_path / "log.db")
+    session, _ = _play(log, 2)
+    log.record_shown(session, 3, np.zeros((4, 8)) + np.arange(4)[:, None], 1)
+    assert log.record_choice(session, 3, "same")
+    torch.manual_seed(0)
+    generator = Generator(latent_dim=8, num_classes=2, resolution=16, width=0.125)
+    out = export_pir_dataset(log, tmp_path / "pir_data", generator)
+    rows = (out / "rounds.csv").read_text().splitlines()
+    assert [row.split(",")[-1] for row in rows[1:]][2] == "same"
+    records = read_pir_dataset(out)
+    assert int(records.impressions.sum()) == 12 and int(records.positives.sum()) == 2
+    assert records.meta["same"] == 1 and records.meta["picks"] == 2

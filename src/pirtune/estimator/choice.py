@@ -12,6 +12,21 @@ comes first,
 which for two images is Bradley–Terry, σ(u_i − u_j). Training minimises the
 negative log-likelihood over the logged rounds (``choice_nll``).
 
+A person may also answer "these look the same" (``pirtune.search.feedback``):
+a tie of all four. The model takes it as Davidson's tie term carried to
+Plackett–Luce (the Davidson–Luce model of Firth, Kosmidis and Turner, 2019,
+for a tie of the whole set): with π = exp(u) and a learned tie parameter
+θ = log δ,
+
+    P(same)   = δ·(Π_j π_j)^{1/4} / D,   P(pick i) = π_i / D,
+    D = Σ_j π_j + δ·(Π_j π_j)^{1/4},
+
+a softmax over five logits, the four utilities and θ + mean_j u_j. By the
+inequality of arithmetic and geometric means "same" is likeliest when the
+four utilities are equal, at δ/(4 + δ), and falls as they spread: the
+just-noticeable difference of a person, as a smooth likelihood. The
+held-out report and the temperature fit score the rounds with a pick.
+
 The frozen form (``FrozenChoiceModel``) is used wherever a frozen PIR
 estimator is (tuning, evaluation). Its reward is on PIR's scale [0, 1]:
 
@@ -49,6 +64,7 @@ from pirtune.data.pir_dataset import read_pir_dataset
 from pirtune.errors import UsageError
 from pirtune.estimator.frozen import FrozenPIREstimator, estimate_pir, to_unit_float
 from pirtune.estimator.module import PAPER_LR
+from pirtune.search.feedback import SAME_CODE, Feedback
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 CHOICES = 4            # candidates per round (the page's four)
@@ -56,17 +72,29 @@ ROUNDS_NAME = "rounds.csv"   # written by pirtune.webapp.export beside pir.csv
 REFERENCE_MAX = 4096   # judged images kept as the reward's reference set
 
 
-def choice_nll(utilities: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
-    """Mean negative Plackett–Luce log-likelihood of the picks.
+def choice_nll(utilities: torch.Tensor, picked: torch.Tensor,
+               tie: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Mean negative log-likelihood of the answers: Plackett–Luce, with a Davidson tie term.
 
     Args:
         utilities: [B, K] utilities of each round's K candidates.
-        picked: [B] the picked candidate's index.
+        picked: [B] the picked candidate's index, or ``SAME_CODE`` (−1) for "same".
+        tie: θ = log δ, the tie parameter (module docstring); ``None``: no tie term,
+            and every answer must be a pick.
 
     Returns:
-        Scalar: −mean log(exp(u_picked) / Σ_j exp(u_j)).
+        Scalar: −mean log P(answer): without a tie term log(exp(u_picked) / Σ_j exp(u_j)).
     """
-    return F.cross_entropy(utilities, picked)
+    same = picked == SAME_CODE
+    if tie is None:
+        if bool(same.any()):
+            raise UsageError('"same" answers need the tie term: pass choice_nll a tie '
+                             "parameter (ChoiceModule.tie)")
+        return F.cross_entropy(utilities, picked)
+    tie = torch.as_tensor(tie, dtype=utilities.dtype, device=utilities.device)
+    alike = tie + utilities.mean(dim=1, keepdim=True)                   # [B, 1]
+    logits = torch.cat([utilities, alike], dim=1)                       # [B, K + 1]
+    return F.cross_entropy(logits, torch.where(same, utilities.shape[1], picked))
 
 
 def pick_accuracy(scores: torch.Tensor, picked: torch.Tensor) -> float:
@@ -75,11 +103,13 @@ def pick_accuracy(scores: torch.Tensor, picked: torch.Tensor) -> float:
     A round whose highest score is shared by m candidates, the pick among
     them, counts 1/m: the expected accuracy when ties are broken at random
     (a binned estimator at temperature 0.01 ties often). Chance is 1/K.
+    Rounds answered "same" (``SAME_CODE``) pick nothing and are left out.
 
     Args:
         scores: [R, K] each round's candidates' scores.
-        picked: [R] the picked candidate's index.
+        picked: [R] the picked candidate's index (or ``SAME_CODE``).
     """
+    scores, picked = scores[picked != SAME_CODE], picked[picked != SAME_CODE]
     if len(scores) == 0:
         return math.nan
     best = scores == scores.max(1, keepdim=True).values               # [R, K]
@@ -122,7 +152,8 @@ class ChoiceRounds:
         images: uint8 [N, 3, H, W], every image shown in an answered round.
         image_ids: [N] their ids in the export.
         slots: int64 [R, 4], each round's candidates as rows of ``images``.
-        picked: int64 [R], the picked slot (0–3).
+        picked: int64 [R], the answer: the picked slot (0–3), or ``SAME_CODE`` (−1)
+            for "these look the same".
         sessions: [R] each round's session id.
     """
 
@@ -134,6 +165,15 @@ class ChoiceRounds:
 
     def __len__(self) -> int:
         return len(self.picked)
+
+    @property
+    def same(self) -> torch.Tensor:
+        """bool [R]: the rounds answered "these look the same"."""
+        return self.picked == SAME_CODE
+
+    def picks(self) -> ChoiceRounds:
+        """The rounds answered with a pick."""
+        return self.subset(torch.nonzero(~self.same).flatten())
 
     def subset(self, rows: torch.Tensor) -> ChoiceRounds:
         """The rounds at ``rows`` (the images stay all)."""
@@ -171,10 +211,11 @@ def read_choice_rounds(root: str | Path) -> ChoiceRounds:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:
                 slots.append([index[row[f"slot{k}"]] for k in range(CHOICES)])
-                picked.append(int(row["picked"]))
-            except (KeyError, ValueError) as err:
-                raise UsageError(f"{table}, line {line}: {err!r} is not an image of the "
-                                 "export or a slot 0–3; export the log again") from err
+                picked.append(Feedback.from_export(row["picked"] or "").to_code())
+            except (KeyError, UsageError) as err:
+                raise UsageError(f"{table}, line {line}: {err} is not an image of the "
+                                 "export or an answer (0–3 or same); export the log "
+                                 "again") from err
             sessions.append(row["session_id"])
     if not picked:
         raise UsageError(f"{table} holds no answered rounds; let people pick first")
@@ -195,19 +236,23 @@ def round_scores(score: Callable[[torch.Tensor], torch.Tensor], rounds: ChoiceRo
 
 
 class ChoiceModule(L.LightningModule):
-    """Trains a ``ChoiceNetwork`` on batches of (candidates uint8 [B, 4, 3, H, W], pick [B]).
+    """Trains a ``ChoiceNetwork`` on batches of (candidates uint8 [B, 4, 3, H, W], answer [B]).
 
-    Logs ``estimate/train/loss`` (``choice_nll``) and per validation epoch
-    ``estimate/val/loss`` and ``estimate/val/pick_accuracy``.
+    Logs ``estimate/train/loss`` (``choice_nll`` with the tie term) and per
+    validation epoch ``estimate/val/loss`` and ``estimate/val/pick_accuracy``.
 
     Args:
         network: images → utilities [B].
         optimizer: partial optimizer factory; default Adam with lr 5e-4 (as C.3's estimator).
+        tie: the tie parameter's start, θ = log δ (0: "same" has probability 1/5 among
+            four equal candidates); it is learned with the network.
     """
 
-    def __init__(self, network: ChoiceNetwork, optimizer: OptimizerFactory | None = None) -> None:
+    def __init__(self, network: ChoiceNetwork, optimizer: OptimizerFactory | None = None,
+                 tie: float = 0.0) -> None:
         super().__init__()
         self.network = network
+        self.tie = nn.Parameter(torch.tensor(float(tie)))   # θ = log δ, the tie term
         self.optimizer = optimizer or partial(torch.optim.Adam, lr=PAPER_LR)
 
     def forward(self, candidates: torch.Tensor) -> torch.Tensor:
@@ -217,18 +262,18 @@ class ChoiceModule(L.LightningModule):
         return self.network(flat).view(b, k)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer(self.network.parameters())
+        return self.optimizer([*self.network.parameters(), self.tie])
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         candidates, picked = batch
-        loss = choice_nll(self(candidates), picked)
+        loss = choice_nll(self(candidates), picked, self.tie)
         self.log("estimate/train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         candidates, picked = batch
         utilities = self(candidates)
-        self.log("estimate/val/loss", choice_nll(utilities, picked), on_epoch=True)
+        self.log("estimate/val/loss", choice_nll(utilities, picked, self.tie), on_epoch=True)
         self.log("estimate/val/pick_accuracy", pick_accuracy(utilities, picked), on_epoch=True,
                  batch_size=len(picked))
 
@@ -338,6 +383,7 @@ class ChoiceReport:
         sessions: their sessions.
         pick_accuracy: share of rounds whose pick scored highest (ties shared); chance 0.25.
         nll: mean Plackett–Luce negative log-likelihood (NaN for models with no utility).
+        Both over the rounds answered with a pick; ``rounds`` counts every round.
         held_out: whether the rounds were held out of training.
     """
 
@@ -353,7 +399,9 @@ def choice_report(model: FrozenPIREstimator, rounds: ChoiceRounds, held_out: boo
     """Score ``rounds`` with any frozen model: a choice model's utilities, else its PIR."""
     if isinstance(model, FrozenChoiceModel):
         utilities = round_scores(model.utilities, rounds)
-        nll = float(choice_nll(utilities, rounds.picked)) if len(rounds) else math.nan
+        picks = rounds.picked != SAME_CODE
+        nll = (float(choice_nll(utilities[picks], rounds.picked[picks])) if bool(picks.any())
+               else math.nan)
         scores = utilities
     else:
         scores = round_scores(lambda x: estimate_pir(model, x), rounds)

@@ -34,6 +34,19 @@ reads it so:
   that a boundary cut short. The first step is ``1.5·prior_sd``: the best step when the target
   is as far from the start as two random latents are (√(2k)·prior_sd), since
   the best of four random directions points about 1.1/√k of the way to it.
+* **"These look the same."** Four candidates that look alike are too close
+  to tell apart, so a "same" answer (``pirtune.search.feedback``) grows the
+  step by ``SAME_GROWTH`` (up to the cap) and asks again: the point stays,
+  nothing new is excluded (no side lost), the evolution path is untouched
+  (the search did not move), and the next round's axes are fresh ones (they
+  come from the round number). Shrinking instead would make the next
+  candidates even more alike. Where a boundary cut the candidates short, the
+  nearest cut is dropped too: it hems the search in below what the person can
+  see, and it may come from a pick among candidates that looked alike (a
+  person with a just-noticeable difference picks at random among those), so
+  the target may lie behind it. A person who cannot see a difference between
+  candidates a capped step apart is where no step the search may take shows
+  one, and finishes.
 
 ``RandomSearch`` is the baseline the paper's idea must beat: the same four
 candidates and step rule around the current point, on fresh random axes,
@@ -51,6 +64,7 @@ from pirtune.search.visible import Visible
 FEASIBLE_FRACTION = 0.5  # a shortened candidate goes half-way to the nearest boundary
 AXIS_DRAWS = 8  # random axis pairs drawn per round, for when the first is wedged
 WEDGED = 0.01  # a pair whose shorter step is below this share of the step is wedged
+SAME_GROWTH = 2.0  # "these look the same" multiplies the step by this (up to max_step)
 
 
 def avoided_span(dim: int, avoid: list[np.ndarray]) -> np.ndarray:
@@ -218,6 +232,16 @@ class AxisSearch(FourChoiceSearch):
         if cut_short:
             factor = min(factor, 1.0)  # a pick cut short by a boundary is no reason to grow
         self.step = min(self.step * factor, self.max_step)
+
+    def _same(self, proposal: Proposal) -> None:
+        """The four looked alike: ask again with a step ``SAME_GROWTH`` times longer, and
+        without the nearest cut if a boundary cut the candidates short."""
+        if self.memory and len(self.offsets) and any(
+                self._cut_short(proposal, index) for index in (0, 2)):
+            nearest = int(np.argmin(self.normals @ self.current - self.offsets))
+            self.normals = np.delete(self.normals, nearest, axis=0)
+            self.offsets = np.delete(self.offsets, nearest)
+        self.step = min(self.step * SAME_GROWTH, self.max_step)
 
     def _cut_short(self, proposal: Proposal, index: int) -> bool:
         """Whether a boundary shortened the picked axis's step (before the pick's cut).

@@ -1,10 +1,14 @@
 """What every four-choice search shares: the proposal, the choice protocol, the radius.
 
 A search lives in the coordinates of a ``SearchSpace`` (``pirtune.search.space``):
-``propose()`` returns a ``Proposal`` of four candidate points and ``choose(index)``
-takes the person's pick. The protocol is strict, and a misuse raises a
-``UsageError`` without touching the state: ``choose`` before ``propose``, an
-index outside 0–3 (or a boolean), or a second ``choose`` for the same proposal.
+``propose()`` returns a ``Proposal`` of four candidate points and ``choose(answer)``
+takes the person's answer (``pirtune.search.feedback``): a pick 0–3, or "these
+look the same" (``"same"``, ``SAME``). The protocol is strict, and a misuse
+raises a ``UsageError`` without touching the state: ``choose`` before
+``propose``, an answer that is neither (an index outside 0–3, a boolean), or a
+second ``choose`` for the same proposal. A "same" answers the round (it counts
+in ``rounds``) but picks nothing: ``picked`` stays, and each search reads it by
+its own rule (``_same``).
 
 Sessions replay identically on any machine: ``resume(proposal)`` answers a
 proposal as it was logged (``Proposal.to_json``) instead of recomputing it, so
@@ -21,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from pirtune.errors import UsageError
-
-CHOICES = 4
+from pirtune.search.feedback import CHOICES, Feedback, as_feedback
 
 
 def satisfaction_radius(n: int) -> float:
@@ -91,10 +94,11 @@ def axis_candidates(centre: np.ndarray, u: np.ndarray, v: np.ndarray,
 class FourChoiceSearch:
     """Base of the searches: the propose/choose protocol, the round count, ``done``.
 
-    Subclasses implement ``_propose() -> Proposal``, ``_choose(proposal, index)``
-    and ``uncertainty()``, and keep their estimate of the person's image in
-    ``current`` (coordinates [k]); ``picked`` is the last pick (the start
-    before any), the image a person sees in the middle of the next round.
+    Subclasses implement ``_propose() -> Proposal``, ``_choose(proposal, index)``,
+    ``_same(proposal)`` (the person said the four look the same) and
+    ``uncertainty()``, and keep their estimate of the person's image in ``current``
+    (coordinates [k]); ``picked`` is the last pick (the start before any; a
+    "same" leaves it), the image a person sees in the middle of the next round.
 
     Args:
         start: the start point [k].
@@ -136,17 +140,19 @@ class FourChoiceSearch:
                              "replay a session's rounds in order")
         self._pending = proposal
 
-    def choose(self, index: int) -> np.ndarray:
-        """Take the person's pick (0–3 in the proposal's order); return the new current point."""
+    def choose(self, answer: int | str | Feedback) -> np.ndarray:
+        """Take the person's answer: a pick (0–3 in the proposal's order), or ``"same"``
+        (``Feedback``); return the new current point."""
         if self._pending is None:
             raise UsageError("choose() needs a proposal: call propose() first (and choose "
                              "once per proposal)")
-        if (isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer))
-                or not 0 <= index < CHOICES):
-            raise UsageError(f"choice {index!r} is not a candidate; pick 0, 1, 2 or 3")
+        feedback = as_feedback(answer)
         proposal, self._pending = self._pending, None
-        self._choose(proposal, int(index))
-        self.picked = proposal.points[index].copy()
+        if feedback.is_same:
+            self._same(proposal)
+        else:
+            self._choose(proposal, feedback.index)
+            self.picked = proposal.points[feedback.index].copy()
         self.rounds += 1
         return self.current.copy()
 
@@ -168,4 +174,7 @@ class FourChoiceSearch:
         raise NotImplementedError
 
     def _choose(self, proposal: Proposal, index: int) -> None:
+        raise NotImplementedError
+
+    def _same(self, proposal: Proposal) -> None:
         raise NotImplementedError

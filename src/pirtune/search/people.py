@@ -17,7 +17,10 @@ generator and a network). Exactly, or with noise:
   by less than it on average (mean absolute difference: for 8-bit pixels
   /255, with ``features`` mapping to 255·pixels) look the same to the person,
   who picks at random among the candidates that look the same as the one
-  they would pick (all four, when they all look alike).
+  they would pick. Asked for an ``answer`` (a pick or "same",
+  ``pirtune.search.feedback``), they say "these look the same" when all four
+  look alike (every pair within the JND), before any other noise; ``pick``
+  always picks (at random among the four, then).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pirtune.errors import UsageError
+from pirtune.search.feedback import SAME, Feedback
 
 
 class SimulatedPerson:
@@ -77,6 +81,21 @@ class SimulatedPerson:
 
     def _map(self, points: np.ndarray) -> np.ndarray:
         return points if self.features is None else self.features(points)
+
+    def all_alike(self, points: np.ndarray) -> bool:
+        """Whether every two of ``points`` [4, k] differ by less than the person's JND."""
+        if not self.jnd:
+            return False
+        mapped = self._map(points)
+        apart = np.abs(mapped[:, None, :] - mapped[None, :, :]).mean(axis=2)   # [4, 4]
+        return bool(apart.max() < self.jnd)
+
+    def answer(self, points: np.ndarray) -> Feedback:
+        """The person's answer to ``points`` [4, k]: "same" when all four look alike, else
+        their ``pick``."""
+        if self.all_alike(points):
+            return SAME
+        return Feedback.pick(self.pick(points))
 
     def pick(self, points: np.ndarray) -> int:
         """The index of the chosen candidate among ``points`` [4, k]."""

@@ -48,6 +48,26 @@ floor on each marginal's mass keeps a wrong pick undoable, and the 5–95 %
 range (not the interquartile range) as the measure of uncertainty keeps a
 coordinate that a wrong pick made confidently wrong in the running to be
 asked again.
+
+**"These look the same."** A person who cannot tell the four candidates
+apart (``pirtune.search.feedback``) sees their utilities −d (the distances
+to the target) differ by less than a just-noticeable difference. The spread
+of the four distances is about S(t) = aᵢ·|tᵢ − cᵢ| + aⱼ·|tⱼ − cⱼ| with
+aₖ = 2·mₖ/d̄ (mₖ the candidates' move along coordinate k, d̄ = √(E² + mᵢ² +
+mⱼ²) their typical distance to the target, E the expected distance of the
+centre), since opposite quadrants' squared distances differ by
+4·(mᵢ·δᵢ + mⱼ·δⱼ). The likelihood of "same" falls with that spread,
+
+    P(same | t) = λ + (1 − λ)·exp(−S(t) / jnd),
+
+with jnd in the search's coordinates (default: the satisfaction radius R:
+what a person cannot tell apart, they need not) and a lapse λ =
+``SAME_LAPSE`` of "same" answers given whatever the candidates show. The
+exponential of a sum factorises, so the update stays exact per coordinate
+(the other one integrated out, as for picks): "same" pulls both asked
+marginals towards their cut, and the next round asks other coordinates.
+A pick's likelihood is the one above, conditioned on the answer being a pick
+(it leaves out the little a pick says by not being "same").
 """
 
 from __future__ import annotations
@@ -104,6 +124,7 @@ WITHIN_DRAWS = 4000  # posterior draws that estimate the probability of being wi
 DONE_PROBABILITY = 0.98  # done: the target within R with this posterior probability
 DONE_GATE = 1.5  # ... which is only estimated once the expected distance is below DONE_GATE·R
 WIDTH_PER_SD = 1.12  # √(1 + step_scale²)/step_scale at step_scale 2 (module docstring)
+SAME_LAPSE = 0.02  # the share of "same" answers a person gives whatever the candidates show
 
 
 def _entropy(p: np.ndarray | float) -> np.ndarray:
@@ -138,13 +159,21 @@ class PreferenceSearch(FourChoiceSearch):
             as far from the target as the pick is in the other coordinates:
             with large steps a noisy person's picks tell much less
             (``scripts/bench/search.py``).
+        jnd: the spread of the four candidates' distances to the target below
+            which they look the same to the person, in the search's
+            coordinates (default: ``radius``); it sets the likelihood of a
+            "same" answer (module docstring).
     """
 
     def __init__(self, start: np.ndarray, prior_sd: float | np.ndarray = LATENT_PRIOR_SD,
                  error_rate: float | None = None, step_scale: float = 2.0,
                  min_step: float = 1e-6, radius: float | None = None,
-                 visible: Visible | None = None, pick_centre: bool = False) -> None:
+                 visible: Visible | None = None, pick_centre: bool = False,
+                 jnd: float | None = None) -> None:
         super().__init__(start, radius)
+        self.jnd = self.radius if jnd is None else float(jnd)
+        if not self.jnd > 0:
+            raise UsageError(f"jnd={jnd} must be positive (or None: the radius)")
         prior_sd = np.broadcast_to(np.asarray(prior_sd, dtype=np.float64), (self.dim,))
         if not np.all(prior_sd > 0) or not step_scale > 0 or not min_step >= 0:
             raise UsageError(f"prior_sd={prior_sd} and step_scale={step_scale} must be positive "
@@ -330,6 +359,11 @@ class PreferenceSearch(FourChoiceSearch):
                 posterior = self.masses[m, k] * likelihood
                 posterior = np.maximum(posterior, FLOOR * posterior.max())
                 self.masses[m, k] = posterior / posterior.sum()
+        self._update(evidence, (i, j), proposal.round)
+
+    def _update(self, evidence: np.ndarray, asked: tuple[int, int], round_: int) -> None:
+        """Weigh the hypotheses by their ``evidence`` [M] for the answer, re-mix, move on."""
+        i, j = asked
         self.weights = self.weights * evidence
         self.weights /= self.weights.sum()
         # Other coordinates' posteriors did not change, only the weights: re-mix them all
@@ -338,5 +372,26 @@ class PreferenceSearch(FourChoiceSearch):
             self._mix(self.weights)
         else:
             self._mix(self.mixed_with, [i, j])
-        self.last_asked[[i, j]] = proposal.round
+        self.last_asked[[i, j]] = round_
         self.current = self.quantile(0.5)
+
+    def _same(self, proposal: Proposal) -> None:
+        """The four looked alike: both asked coordinates likely lie near their cuts."""
+        v = proposal.axes[1]
+        i, j = int(np.argmin(v)), int(np.argmax(v))
+        moves = np.abs(proposal.axes[0]) * proposal.steps[0]                  # [k]: mᵢ, mⱼ
+        typical = np.sqrt(self.uncertainty() ** 2 + moves[i] ** 2 + moves[j] ** 2)   # d̄
+        # exp(−aₖ·|tₖ − cₖ| / jnd) per asked coordinate: the factors of exp(−S(t)/jnd).
+        alike = {k: np.exp(-2 * moves[k] / typical
+                           * np.abs(self.grid[k] - proposal.centre[k]) / self.jnd)
+                 for k in (i, j)}
+        evidence = np.empty(len(self.noises))
+        for m in range(len(self.noises)):
+            expected = {k: float(self.masses[m, k] @ alike[k]) for k in (i, j)}
+            evidence[m] = SAME_LAPSE + (1 - SAME_LAPSE) * expected[i] * expected[j]
+            for k, other in ((i, j), (j, i)):
+                likelihood = SAME_LAPSE + (1 - SAME_LAPSE) * alike[k] * expected[other]
+                posterior = self.masses[m, k] * likelihood
+                posterior = np.maximum(posterior, FLOOR * posterior.max())
+                self.masses[m, k] = posterior / posterior.sum()
+        self._update(evidence, (i, j), proposal.round)

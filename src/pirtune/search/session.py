@@ -41,6 +41,9 @@ def simulate(search: FourChoiceSearch, person: SimulatedPerson, radius: float,
              max_rounds: int = 1000, min_rounds: int = 0, until_done: bool = False) -> Session:
     """Let ``person`` answer ``search`` until the current point is within ``radius``.
 
+    The person answers with a pick, or "same" where they cannot tell the four
+    apart (``SimulatedPerson.answer``); a "same" counts as a round.
+
     Runs at least ``min_rounds`` answers (to measure distances at fixed rounds),
     and with ``until_done`` until the search first calls itself ``done`` too, at
     most ``max_rounds``; stops early when the search stalls.
@@ -58,7 +61,7 @@ def simulate(search: FourChoiceSearch, person: SimulatedPerson, radius: float,
             if until_done and done is None:
                 done = search.rounds   # a stalled search is done (``FourChoiceSearch.done``)
             break
-        search.choose(person.pick(proposal.points))
+        search.choose(person.answer(proposal.points))
         path.append(search.current.copy())
         if reached is None and np.linalg.norm(search.current - person.target) <= radius:
             reached = search.rounds

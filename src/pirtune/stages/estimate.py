@@ -202,7 +202,7 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
     if early:
         callbacks.append(EarlyStopping(patience=settings.patience, **monitor))
     fit = trainer(rnd.run, callbacks, tracker.loggers, max_epochs=settings.epochs)
-    _, frozen = fit_choice_model(settings.network, fit_on, stop_on, settings.epochs,
+    module, frozen = fit_choice_model(settings.network, fit_on, stop_on, settings.epochs,
                                  settings.batch_size, cfg.seed, instantiate(settings.optimizer),
                                  trainer=fit, ckpt_path=resume_path("estimate", checkpoints),
                                  reference=train, restore_best=early)
@@ -212,13 +212,15 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
     if not rank_zero():
         return
     calibration = None
-    if len(held) and settings.calibrate:   # the temperature, fitted on the held-out people
-        calibration = calibrate(round_scores(frozen.utilities, held), held.picked,
-                                held.sessions, seed=cfg.seed)
+    picks = held.picks()   # the temperature is a Plackett–Luce one: rounds with a pick
+    if len(picks) and settings.calibrate:   # the temperature, fitted on the held-out people
+        calibration = calibrate(round_scores(frozen.utilities, picks), picks.picked,
+                                picks.sessions, seed=cfg.seed)
         frozen.scale = calibration.scale
     report = choice_report(frozen, held if len(held) else train, held_out=bool(len(held)))
     write_json(out.parent / REPORT_NAME, {
         "loss": "choice", **dataclasses.asdict(report), "training_rounds": len(train),
+        "same_rounds": int(rounds.same.sum()), "tie": float(module.tie.detach()),
         **stopped,
         "calibration": (dataclasses.asdict(calibration) if calibration is not None else None),
         "calibration_note": (None if calibration is not None else

@@ -15,10 +15,13 @@ log's version of the session (counted up by every undo) or its number of
 answered rounds differs from the search's, and every request on a session
 holds that session's lock.
 
-Every pick carries its round: the same pick again is a no-op, another pick
-for an answered round is 409, an unknown session is 404, a finished session
-takes no more picks (409). Numbers are strict integers within range
-(``round`` 1–``MAX_ROUND``, ``index`` 0–3): anything else is 422 with one line
+An answer is a pick, ``{"round": r, "index": i}``, or "these look the same",
+``{"round": r, "same": true}`` (``pirtune.search.feedback``; exactly one of
+``index`` and ``same``). Every answer carries its round: the same answer again
+is a no-op, another answer for an answered round is 409, an unknown session
+is 404, a finished session takes no more answers (409). Numbers are strict
+integers within range (``round`` 1–``MAX_ROUND``, ``index`` 0–3), ``same`` is
+``true``: anything else is 422 with one line
 that names the field, the value and what it should be. Request bodies over
 ``MAX_BODY_BYTES`` are refused (413). New sessions are limited per client and
 in total over a sliding window (429, with ``Retry-After``). Nothing in a
@@ -52,11 +55,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image as PILImage
 from PIL.PngImagePlugin import PngInfo
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from pirtune.models.bundle import draw_latents, render
 from pirtune.search import AxisSearch, FourChoiceSearch, PreferenceSearch, Proposal, RandomSearch
+from pirtune.search.feedback import SAME, Feedback
 from pirtune.search.space import PrincipalDirections, SearchSpace
 from pirtune.search.visible import PixelMetric, Speeds, Visible, pixel_difference
 from pirtune.webapp.describe import describe
@@ -114,11 +118,27 @@ class NewSession(BaseModel):
 
 
 class Choice(BaseModel):
-    """A pick: the round it answers and the candidate (0–3: +u, −u, +v, −v)."""
+    """An answer: the round it answers and either the candidate picked (``index`` 0–3:
+    +u, −u, +v, −v) or ``"same": true``, the four look the same (``pirtune.search.feedback``).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
     round: int = Field(ge=1, le=MAX_ROUND)
-    index: int = Field(ge=0, le=3)
+    index: int | None = Field(None, ge=0, le=3, description="the candidate picked")
+    # A strict boolean (Literal[True] would take 1, which equals True), true only.
+    same: bool | None = Field(None, description="true: the four candidates look the same")
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> Choice:
+        if self.same is False:
+            raise ValueError("same can only be true; to pick, give index (0-3) instead")
+        if (self.index is None) == (self.same is None):
+            raise ValueError("give either index (0-3) or same: true, exactly one of them")
+        return self
+
+    @property
+    def feedback(self) -> Feedback:
+        return SAME if self.same else Feedback.pick(self.index)
 
 
 class PathImage(BaseModel):
@@ -158,13 +178,14 @@ class State(BaseModel):
 
 
 class History(BaseModel):
-    """A session's picks in round order, and the picks an undo took back (round, slot)."""
+    """A session's answers in round order (a slot 0–3, or ``"same"``), and the answers an
+    undo took back (round, answer)."""
 
     session_id: str
     algorithm: str
     image_class: int
-    choices: list[int]
-    undone: list[tuple[int, int]]
+    choices: list[int | Literal["same"]]
+    undone: list[tuple[int, int | Literal["same"]]]
     finished: bool
 
 
@@ -448,22 +469,23 @@ def create_app(generator: nn.Module, log: InteractionLog,
         space = SearchSpace(np.array(settings["origin"]), np.array(settings["basis"]))
         search = _search(settings, PixelMetric(generator, space, info["class"]))
         rounds = log.rounds(session_id)
-        picks = log.choices(session_id)
+        answers = log.answers(session_id)
         first = rounds.get(1)
         first_step = float(np.max(first.proposal["steps"]) if first and first.proposal
                            else search.propose().steps.max())
         start = (np.array(first.current) if first and first.current is not None
                  else space.to_latent(search.current))
         path = [(0, start)]
-        for round_, pick in enumerate(picks, start=1):
+        for round_, answer in enumerate(answers, start=1):
             logged = rounds.get(round_)
             if logged.proposal is not None:
                 search.resume(Proposal.from_json(logged.proposal))
             else:
                 search.propose()
-            search.choose(pick)
-            path.append((round_, np.array(logged.latents[pick])))   # answered rounds are logged
-        open_round = rounds.get(len(picks) + 1)
+            search.choose(answer)
+            if not answer.is_same:   # answered rounds are logged; a "same" picks no image
+                path.append((round_, np.array(logged.latents[answer.index])))
+        open_round = rounds.get(len(answers) + 1)
         if open_round is not None and open_round.proposal is not None:
             search.resume(Proposal.from_json(open_round.proposal))
         return _Live(search, space, info["class"], version, first_step, path,
@@ -599,13 +621,15 @@ def create_app(generator: nn.Module, log: InteractionLog,
             entry, now = live(session_id)
             refuse_if_finished(session_id, now)
             entry = shown(session_id, entry, now.version)
+            answer = choice.feedback
             try:
-                new = log.record_choice(session_id, choice.round, choice.index)
+                new = log.record_choice(session_id, choice.round, answer)
             except ConflictError as err:
                 raise HTTPException(409, str(err)) from err
             if new:
-                entry.search.choose(choice.index)
-                entry.path.append((choice.round, entry.latents[1 + choice.index]))
+                entry.search.choose(answer)
+                if not answer.is_same:   # "same" keeps the middle image: nothing was picked
+                    entry.path.append((choice.round, entry.latents[1 + answer.index]))
             return state(session_id)
 
     @app.post("/api/sessions/{session_id}/undo", response_model=State)

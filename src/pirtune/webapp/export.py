@@ -8,9 +8,14 @@ counted: it was never judged, so it says nothing about the four images. The
 images are rendered from the stored latents by the generator each session
 used (its bundle's SHA-256 is in the log), so the dataset holds exactly what
 people saw. ``rounds.csv`` beside ``pir.csv`` keeps every answered round: its
-four candidates' image ids and the pick, which the choice model learns from,
-with its session's generator and prior (the SHA-256 of the choice model its
-search started from, ``pirtune-serve --prior``; empty without one).
+four candidates' image ids and the answer, which the choice model learns
+from, with its session's generator and prior (the SHA-256 of the choice model
+its search started from, ``pirtune-serve --prior``; empty without one). The
+answer (column ``picked``) is the picked slot ``0``–``3``, or ``same`` for
+"these look the same" (``Feedback.to_export``): a reader that expects a slot
+fails on it rather than reading a pick. In ``pir.csv`` a "same" round is an
+impression of each of its four images and a positive for none: they were
+shown and judged, and none was chosen over the others.
 
     pirtune-export --db runs/webapp/interactions.db --out runs/webapp/pir_data
     pirtune-train stage=estimate data=interactions data.path=runs/webapp/pir_data
@@ -38,6 +43,7 @@ from pirtune.errors import UsageError
 from pirtune.files import file_sha256
 from pirtune.models.bundle import load_sampler, render
 from pirtune.paths import SHIPPED_GENERATOR
+from pirtune.search.feedback import SAME, Feedback
 from pirtune.webapp.store import InteractionLog
 
 ROUNDS_NAME = "rounds.csv"
@@ -126,10 +132,11 @@ def export_pir_dataset(log: InteractionLog, out: str | Path,
         tally = counts.setdefault(key, [0, 0])
         tally[0] += 1
         tally[1] += int(item.picked)
-        entry = rounds.setdefault((item.session_id, item.round), [checksum, [None] * 4, None])
+        entry = rounds.setdefault((item.session_id, item.round),
+                                  [checksum, [None] * 4, SAME if item.same else None])
         entry[1][item.slot] = key
         if item.picked:
-            entry[2] = item.slot
+            entry[2] = Feedback.pick(item.slot)
     keys = list(counts)
     ids = {key: f"shown_{i:06d}" for i, key in enumerate(keys)}
     latents = torch.tensor([json.loads(latent) for _, latent, _ in keys], dtype=torch.float32)
@@ -154,7 +161,7 @@ def export_pir_dataset(log: InteractionLog, out: str | Path,
         for (session_id, round_), (checksum, slots, picked) in rounds.items():
             prior = priors[session_id]
             writer.writerow([session_id, round_, checksum or "", prior.sha256 if prior else "",
-                             *(ids[key] for key in slots), picked])
+                             *(ids[key] for key in slots), picked.to_export()])
     impressions, positives = zip(*counts.values(), strict=True)
     return write_pir_dataset(
         out, (images * 255).round().to(torch.uint8), classes, list(impressions),
@@ -162,6 +169,7 @@ def export_pir_dataset(log: InteractionLog, out: str | Path,
         meta={"source": "interactions", "db": str(log.path),
               "sessions": len({item.session_id for item in shown}),
               "shown": len(shown), "picks": sum(item.picked for item in shown),
+              "same": sum(answer.is_same for _, _, answer in rounds.values()),
               "generators": sorted({key[0] or "unrecorded" for key in keys}),
               "priors": sorted({priors[item.session_id].sha256 for item in shown
                                 if priors[item.session_id] is not None}),

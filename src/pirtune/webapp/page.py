@@ -3,7 +3,10 @@
 The last pick (the start image before any) sits in the middle with the four
 candidates around it on the two axes (right/left: +u/−u, up/down: +v/−v),
 and under them how much they differ from it (/255). Click one, press an arrow
-key, or Tab to one and press Enter; Backspace undoes the last pick; the
+key, or Tab to one and press Enter; when the four cannot be told apart, the
+"These look the same" button (or the S key) says so (``pirtune.search.feedback``:
+the round is answered, the middle image stays, and new candidates come);
+Backspace undoes the last answer; the
 "I am satisfied" button finishes with the last picked image, shows it with a
 one-line description and two downloads (the generator's size, and 8× larger
 with the latent and class in the PNG's text). Enter only ever activates the
@@ -76,7 +79,8 @@ PAGE = """<!doctype html>
 <section id="session" class="hidden">
   <p id="head-start" class="hidden">Starting from what earlier people picked.</p>
   <p>Round <span id="round">1</span>: click the closest image, or press an arrow key
-     (or Tab to an image and press Enter).</p>
+     (or Tab to an image and press Enter). If you cannot tell them apart, say so
+     (or press S).</p>
   <div id="board">
     <span></span><button id="c2" aria-label="up"><img alt="candidate up"></button><span></span>
     <button id="c1" aria-label="left"><img alt="candidate left"></button>
@@ -84,6 +88,8 @@ PAGE = """<!doctype html>
     <button id="c0" aria-label="right"><img alt="candidate right"></button>
     <span></span><button id="c3" aria-label="down"><img alt="candidate down"></button><span></span>
   </div>
+  <p class="controls"><button id="same" type="button" aria-keyshortcuts="s">These look
+     the same</button></p>
   <p id="step"></p>
   <p id="stalled" class="hidden">The search has narrowed down as far as the eye can see:
      more picks would not change what you see. Finish with your last pick, or undo and
@@ -178,6 +184,7 @@ async function show(s) {      // swaps everything in at once, when every image h
     "by about " + Math.round(s.difference) + "/255 a pixel.";
   $("stalled").classList.toggle("hidden", !s.stalled);
   candidates.forEach((_, i) => { $("c" + i).disabled = s.stalled; });
+  $("same").disabled = s.stalled;
   path();
   for (const id of ["start", "final"]) $(id).classList.add("hidden");
   for (const id of ["session", "trail"]) $(id).classList.remove("hidden");
@@ -201,8 +208,14 @@ function choose(i) {
   if (state && !state.stalled)
     act(() => api(sessionUrl() + "/choices", {round: state.round, index: i}).then(show));
 }
+function same() {         // the four look alike: answer the round without a pick
+  if (document.activeElement) document.activeElement.blur();
+  if (state && !state.stalled)
+    act(() => api(sessionUrl() + "/choices", {round: state.round, same: true}).then(show));
+}
 function undo() {
-  if (state && state.path.length > 1) act(() => api(sessionUrl() + "/undo", {}).then(show));
+  // Any answered round, a pick or a "same", can be taken back.
+  if (state && state.round > 1) act(() => api(sessionUrl() + "/undo", {}).then(show));
 }
 function finish() { if (state) act(() => api(sessionUrl() + "/finish", {}).then(show)); }
 
@@ -215,6 +228,7 @@ $("start").addEventListener("submit", e => {
                                   seed: Date.now() % 2147483647}).then(show));
 });
 [0, 1, 2, 3].forEach(i => $("c" + i).addEventListener("click", () => choose(i)));
+$("same").addEventListener("click", same);
 $("undo").addEventListener("click", undo);
 $("finish").addEventListener("click", finish);
 document.addEventListener("keydown", e => {   // Enter is left to the focused control
@@ -224,6 +238,7 @@ document.addEventListener("keydown", e => {   // Enter is left to the focused co
   if (e.repeat || busy) return;      // a held key picks once; nothing while loading
   if (e.key in keys) choose(keys[e.key]);
   if (e.key === "Backspace") undo();
+  if (e.key === "s" || e.key === "S") same();
 });
 act(async () => {
   const info = await api("/api/info");

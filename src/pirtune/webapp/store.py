@@ -19,7 +19,11 @@ Tables:
 * ``proposals``: (session, round) → the search's proposal (JSON, exact floats) and
   the latent of the image in the middle, so a session replays on any machine
   to exactly the candidates that were shown;
-* ``choices``: (session, round) → the picked slot, time;
+* ``choices``: (session, round) → the answer, time: ``slot`` 0–3 and ``same`` 0
+  for a pick, ``slot`` NULL and ``same`` 1 for "these look the same"
+  (``pirtune.search.feedback``). Logs from before "same" existed (``slot NOT
+  NULL``, no ``same``) are rebuilt to this form when opened, in one
+  transaction: a kill mid-way leaves the old tables as they were;
 * ``undone_choices``, ``undone_shown`` and ``undone_proposals``: what an undo took
   back (the pick and the round shown after it), with the time of the undo:
   nothing is deleted.
@@ -42,7 +46,29 @@ from pathlib import Path
 from typing import Any
 
 from pirtune.errors import UsageError
+from pirtune.search.feedback import Feedback, as_feedback
 
+# The answers' tables, by name: a pick is (slot 0–3, same 0), "these look the same" is
+# (NULL, 1) (``Feedback.to_db``); a NULL slot is no index to a reader that predates "same".
+ANSWER_TABLES = {
+    "choices": """CREATE TABLE IF NOT EXISTS {name} (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    round INTEGER NOT NULL,
+    slot INTEGER CHECK (slot BETWEEN 0 AND 3),
+    created REAL NOT NULL,
+    same INTEGER NOT NULL DEFAULT 0 CHECK (same IN (0, 1)),
+    PRIMARY KEY (session_id, round),
+    CHECK ((slot IS NULL) = (same = 1))
+)""",
+    "undone_choices": """CREATE TABLE IF NOT EXISTS {name} (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    round INTEGER NOT NULL,
+    slot INTEGER,
+    created REAL NOT NULL,
+    undone REAL NOT NULL,
+    same INTEGER NOT NULL DEFAULT 0 CHECK (same IN (0, 1))
+)""",
+}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -73,20 +99,6 @@ CREATE TABLE IF NOT EXISTS proposals (
     created REAL NOT NULL,
     PRIMARY KEY (session_id, round)
 );
-CREATE TABLE IF NOT EXISTS choices (
-    session_id TEXT NOT NULL REFERENCES sessions(id),
-    round INTEGER NOT NULL,
-    slot INTEGER NOT NULL CHECK (slot BETWEEN 0 AND 3),
-    created REAL NOT NULL,
-    PRIMARY KEY (session_id, round)
-);
-CREATE TABLE IF NOT EXISTS undone_choices (
-    session_id TEXT NOT NULL REFERENCES sessions(id),
-    round INTEGER NOT NULL,
-    slot INTEGER NOT NULL,
-    created REAL NOT NULL,
-    undone REAL NOT NULL
-);
 CREATE TABLE IF NOT EXISTS undone_shown (
     session_id TEXT NOT NULL REFERENCES sessions(id),
     round INTEGER NOT NULL,
@@ -104,7 +116,7 @@ CREATE TABLE IF NOT EXISTS undone_proposals (
     created REAL NOT NULL,
     undone REAL NOT NULL
 );
-"""
+""" + "".join(f"{ddl.format(name=name)};\n" for name, ddl in ANSWER_TABLES.items())
 
 
 class UnknownSessionError(UsageError):
@@ -121,7 +133,8 @@ class ConflictError(UsageError):
 
 @dataclass(frozen=True)
 class Shown:
-    """One image shown: where, what, and whether it was picked."""
+    """One image shown: where, what, whether it was picked, and whether its round was
+    answered "these look the same" (then no image of it is picked)."""
 
     session_id: str
     round: int
@@ -129,6 +142,7 @@ class Shown:
     latent: list[float]
     cls: int
     picked: bool
+    same: bool = False   # the round was answered "these look the same"
 
 
 @dataclass(frozen=True)
@@ -198,7 +212,38 @@ class InteractionLog:
         if "prior" not in columns:   # a log written before sessions could start from a prior
             self._db.execute("ALTER TABLE sessions ADD COLUMN prior TEXT")
             self._db.execute("ALTER TABLE sessions ADD COLUMN prior_name TEXT")
+        self._migrate_same()
         self._lock = threading.Lock()
+
+    def _migrate_same(self) -> None:
+        """Rebuild a log's answer tables from before "same" (``slot NOT NULL``, no ``same``).
+
+        SQLite cannot loosen a column's constraint in place: each table is
+        copied into one of the new form, dropped and replaced, all in one
+        ``BEGIN IMMEDIATE`` transaction (a second server opening the log waits,
+        then finds it done), so a kill mid-way rolls back to the old tables.
+        """
+        def columns(table: str) -> list[str]:
+            return [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+
+        if "same" in columns("choices") and "same" in columns("undone_choices"):
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("choices", "undone_choices"):
+                old = columns(table)
+                if "same" in old:   # migrated by another process meanwhile
+                    continue
+                self._db.execute(ANSWER_TABLES[table].format(name=f"{table}_same"))
+                listed = ", ".join(old)
+                self._db.execute(f"INSERT INTO {table}_same ({listed}, same) "
+                                 f"SELECT {listed}, 0 FROM {table}")
+                self._db.execute(f"DROP TABLE {table}")
+                self._db.execute(f"ALTER TABLE {table}_same RENAME TO {table}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -337,33 +382,36 @@ class InteractionLog:
                 (session_id,))]
             return {r: self._round(self._db, session_id, r) for r in found}
 
-    def record_choice(self, session_id: str, round: int, slot: int) -> bool:
-        """Store the pick of ``round``; True if new, False if the same pick was stored already.
+    def record_choice(self, session_id: str, round: int, answer: int | str | Feedback) -> bool:
+        """Store the answer of ``round`` (a pick 0–3, or "same": ``Feedback``); True if new,
+        False if the same answer was stored already.
 
         Raises:
             UnknownSessionError: no such session.
-            UsageError: slot outside 0–3.
+            UsageError: an answer that is none (a slot outside 0–3).
             ConflictError: the round was not shown, the previous round is unanswered,
-                or the round was answered with another pick.
+                or the round was answered otherwise.
         """
         self._require(session_id)
-        if not 0 <= slot <= 3:
-            raise UsageError(f"choice {slot} is not a candidate; pick 0, 1, 2 or 3")
+        feedback = as_feedback(answer)
         with self._transaction() as db:
-            answered = db.execute("SELECT slot FROM choices WHERE session_id = ? AND round = ?",
+            answered = db.execute("SELECT slot, same FROM choices "
+                                  "WHERE session_id = ? AND round = ?",
                                   (session_id, round)).fetchone()
             if answered is not None:
-                if answered[0] == slot:
+                if Feedback.from_db(*answered) == feedback:
                     return False
-                raise ConflictError(f"round {round} was already answered with {answered[0]}")
+                raise ConflictError(f"round {round} was already answered with "
+                                    f"{Feedback.from_db(*answered)}")
             shown = db.execute("SELECT COUNT(*) FROM shown WHERE session_id = ? AND round = ?",
                                (session_id, round)).fetchone()[0]
             done = db.execute("SELECT COUNT(*) FROM choices WHERE session_id = ?",
                               (session_id,)).fetchone()[0]
             if shown != 4 or round != done + 1:
                 raise ConflictError(f"round {round} is not the open round (round {done + 1} is)")
-            db.execute("INSERT INTO choices VALUES (?, ?, ?, ?)",
-                       (session_id, round, slot, time.time()))
+            slot, same = feedback.to_db()
+            db.execute("INSERT INTO choices (session_id, round, slot, same, created) "
+                       "VALUES (?, ?, ?, ?, ?)", (session_id, round, slot, same, time.time()))
         return True
 
     def undo(self, session_id: str) -> int | None:
@@ -379,7 +427,8 @@ class InteractionLog:
                 return None
             # Moved, not deleted: the pick, and the next round (proposed afresh after an undo).
             now = time.time()
-            db.execute("INSERT INTO undone_choices SELECT *, ? FROM choices "
+            db.execute("INSERT INTO undone_choices (session_id, round, slot, same, created, "
+                       "undone) SELECT session_id, round, slot, same, created, ? FROM choices "
                        "WHERE session_id = ? AND round = ?", (now, session_id, last))
             db.execute("DELETE FROM choices WHERE session_id = ? AND round = ?",
                        (session_id, last))
@@ -391,19 +440,24 @@ class InteractionLog:
             db.execute("UPDATE sessions SET version = version + 1 WHERE id = ?", (session_id,))
         return last
 
-    def choices(self, session_id: str) -> list[int]:
-        """The session's picks in round order (round 1 first)."""
+    def answers(self, session_id: str) -> list[Feedback]:
+        """The session's answers in round order (round 1 first)."""
         self._require(session_id)
-        rows = self._read("SELECT slot FROM choices WHERE session_id = ? ORDER BY round",
+        rows = self._read("SELECT slot, same FROM choices WHERE session_id = ? ORDER BY round",
                           (session_id,))
-        return [slot for (slot,) in rows]
+        return [Feedback.from_db(slot, same) for slot, same in rows]
 
-    def undone(self, session_id: str) -> list[tuple[int, int]]:
-        """The (round, slot) picks an undo took back, oldest first."""
+    def choices(self, session_id: str) -> list[int | str]:
+        """The session's answers in round order as JSON: a pick's slot, or ``"same"``."""
+        return [answer.to_json() for answer in self.answers(session_id)]
+
+    def undone(self, session_id: str) -> list[tuple[int, int | str]]:
+        """The (round, answer) pairs an undo took back, oldest first; an answer is a slot,
+        or ``"same"``."""
         self._require(session_id)
-        return [tuple(row) for row in self._read(
-            "SELECT round, slot FROM undone_choices WHERE session_id = ? ORDER BY undone",
-            (session_id,))]
+        return [(round_, Feedback.from_db(slot, same).to_json()) for round_, slot, same in
+                self._read("SELECT round, slot, same FROM undone_choices WHERE session_id = ? "
+                           "ORDER BY undone", (session_id,))]
 
     def finish(self, session_id: str) -> None:
         """Mark the session finished (the person is satisfied)."""
@@ -420,10 +474,10 @@ class InteractionLog:
                 round, which was shown but never judged).
         """
         rows = self._read(
-            "SELECT s.session_id, s.round, s.slot, s.latent, s.class, c.slot "
+            "SELECT s.session_id, s.round, s.slot, s.latent, s.class, c.slot, c.same "
             "FROM shown s LEFT JOIN choices c ON c.session_id = s.session_id "
             "AND c.round = s.round "
-            + ("WHERE c.slot IS NOT NULL " if answered else "")
+            + ("WHERE c.round IS NOT NULL " if answered else "")
             + "ORDER BY s.session_id, s.round, s.slot")
-        return [Shown(sid, rnd, slot, json.loads(latent), cls, picked == slot)
-                for sid, rnd, slot, latent, cls, picked in rows]
+        return [Shown(sid, rnd, slot, json.loads(latent), cls, picked == slot, bool(same))
+                for sid, rnd, slot, latent, cls, picked, same in rows]
