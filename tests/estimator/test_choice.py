@@ -16,6 +16,7 @@ from pirtune.estimator.choice import (
     ChoiceNetwork,
     ChoiceRounds,
     FrozenChoiceModel,
+    choice_loader,
     choice_nll,
     choice_report,
     fit_choice_model,
@@ -197,6 +198,21 @@ def test_training_learns_the_tie_and_scores_picks_only():
     assert bool(held.same.any()) and not bool(held.same.all())
     scores = round_scores(frozen.utilities, held)
     assert report.pick_accuracy == pick_accuracy(scores[~held.same], held.picked[~held.same])
+
+
+def test_picks_alone_train_the_plain_plackett_luce_model():
+    """A log without "same" trains no tie parameter: the same parameters, the same loss and
+    the same checkpoint keys as before "same" existed."""
+    rounds = _rounds(48, sessions=4)
+    train, held = rounds.split(0.25, seed=0)
+    module, _ = fit_choice_model(NETWORK, train, held, epochs=1, batch_size=8, seed=0)
+    assert module.tie is None
+    assert not any(key.startswith("tie") for key in module.state_dict())
+    candidates, picked = next(iter(choice_loader(train, 8, shuffle=False)))
+    with torch.no_grad():
+        utilities = module(candidates)
+        torch.testing.assert_close(choice_nll(utilities, picked, module.tie),
+                                   nn.functional.cross_entropy(utilities, picked))
 
 
 def test_reading_same_from_an_export(tmp_path):

@@ -245,14 +245,17 @@ class ChoiceModule(L.LightningModule):
         network: images → utilities [B].
         optimizer: partial optimizer factory; default Adam with lr 5e-4 (as C.3's estimator).
         tie: the tie parameter's start, θ = log δ (0: "same" has probability 1/5 among
-            four equal candidates); it is learned with the network.
+            four equal candidates); it is learned with the network. ``None``: no tie term
+            (data without "same" answers), so the likelihood, the parameters and the
+            checkpoints are exactly the Plackett–Luce model's of logs before "same" existed.
     """
 
     def __init__(self, network: ChoiceNetwork, optimizer: OptimizerFactory | None = None,
-                 tie: float = 0.0) -> None:
+                 tie: float | None = 0.0) -> None:
         super().__init__()
         self.network = network
-        self.tie = nn.Parameter(torch.tensor(float(tie)))   # θ = log δ, the tie term
+        # θ = log δ, the tie term
+        self.tie = None if tie is None else nn.Parameter(torch.tensor(float(tie)))
         self.optimizer = optimizer or partial(torch.optim.Adam, lr=PAPER_LR)
 
     def forward(self, candidates: torch.Tensor) -> torch.Tensor:
@@ -262,7 +265,8 @@ class ChoiceModule(L.LightningModule):
         return self.network(flat).view(b, k)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer([*self.network.parameters(), self.tie])
+        return self.optimizer([*self.network.parameters(),
+                               *([] if self.tie is None else [self.tie])])
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         candidates, picked = batch
@@ -354,7 +358,11 @@ def fit_choice_model(network_cfg: Any, train: ChoiceRounds, held_out: ChoiceRoun
     the validation loss) are the ones kept: early stopping on ``held_out``.
     """
     L.seed_everything(seed, workers=True, verbose=False)
-    module = ChoiceModule(ChoiceNetwork.from_config(network_cfg), optimizer)
+    # The tie term only where someone answered "same": a log of picks alone trains the
+    # plain Plackett–Luce model, as before "same" existed.
+    same = bool((train.picked == SAME_CODE).any()) or bool((held_out.picked == SAME_CODE).any())
+    module = ChoiceModule(ChoiceNetwork.from_config(network_cfg), optimizer,
+                          tie=0.0 if same else None)
     fit = trainer or L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                                enable_progress_bar=False, enable_model_summary=False,
                                accelerator="cpu")

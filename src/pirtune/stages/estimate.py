@@ -220,7 +220,8 @@ def _fit_choice(cfg: EstimateConfig, rnd: Round, checkpoints: Path, out: Path,
     report = choice_report(frozen, held if len(held) else train, held_out=bool(len(held)))
     write_json(out.parent / REPORT_NAME, {
         "loss": "choice", **dataclasses.asdict(report), "training_rounds": len(train),
-        "same_rounds": int(rounds.same.sum()), "tie": float(module.tie.detach()),
+        "same_rounds": int(rounds.same.sum()),
+        "tie": None if module.tie is None else float(module.tie.detach()),
         **stopped,
         "calibration": (dataclasses.asdict(calibration) if calibration is not None else None),
         "calibration_note": (None if calibration is not None else
