@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -107,3 +108,38 @@ def test_training_set_figures_match_numpy():
     assert figures.zero_share == pytest.approx(3 / n)
     assert TrainingSet.of(records, bins=10).zero_share == pytest.approx(
         np.mean(observed < 0.1))
+
+
+def test_each_colour_share_is_scored_and_read_back(tmp_path):
+    """A generator that only grows redder: red's share rises and blue's (the third) falls,
+    matching numpy on the same flat images; files without ``channels`` still load."""
+    from pirtune.evaluation import Evaluation
+
+    class _Tint(_Readable):
+        def __init__(self, red: float) -> None:
+            super().__init__()
+            self.red = red
+
+        def images(self, z, labels):
+            flat = torch.tensor([self.red, 0.3, 0.5]).expand(len(z), 3).clone()
+            flat += 0.01 * torch.tanh(z[:, :3])  # some spread, so Welch's t is finite
+            return flat[:, :, None, None].expand(-1, -1, self.resolution, self.resolution)
+
+    record = {"objective": {}, "round": 1, "scale": "cpu", "estimator_backbone": "stub",
+              "generator_before": "g", "generator_after": "g", "tuning": {}}
+    evaluation = evaluate_generators(
+        _Tint(0.2), _Tint(0.8), lambda images: images[:, 0].mean((1, 2)),
+        FrozenPIREstimator(_GreenBins()), TrainingSet(1, 0.0, 0.0, 0.0), tmp_path, record,
+        num_samples=60, seed=0, batch_size=32)
+    assert set(evaluation.channels) == {"red", "green", "blue"}
+    for red in (0.2, 0.8):
+        pixel = np.array([red, 0.3, 0.5])
+        share = np.sqrt(pixel ** 2 / (pixel ** 2).sum())
+        side = "mean_before" if red == 0.2 else "mean_after"
+        for i, colour in enumerate(("red", "green", "blue")):
+            assert getattr(evaluation.channels[colour], side) == pytest.approx(share[i], abs=2e-3)
+    assert evaluation.channels["red"].delta > 0 > evaluation.channels["blue"].delta
+    again = Evaluation.from_dict(json.loads(json.dumps(evaluation.to_dict())))
+    assert again.channels == evaluation.channels
+    old = {k: v for k, v in evaluation.to_dict().items() if k != "channels"}
+    assert Evaluation.from_dict(old).channels is None

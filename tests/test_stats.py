@@ -89,3 +89,16 @@ def test_bootstrap_change_matches_the_normal_interval_on_large_samples():
     assert found.low == pytest.approx(delta - 1.959964 * se, abs=0.1 * se)
     assert found.high == pytest.approx(delta + 1.959964 * se, abs=0.1 * se)
     assert (found.mean_before, found.mean_after) == pytest.approx((before.mean(), after.mean()))
+
+
+def test_ols_intervals_match_statsmodels():
+    import statsmodels.api as sm
+
+    x = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.7, 0.3])
+    y = 2 * x + np.array([0.05, -0.02, 0.01, 0.03, -0.04, 0.02, -0.01])
+    fit = ols(y, {"x": x})
+    reference = sm.OLS(y, sm.add_constant(x)).fit()
+    slope = fit.coefficients["x"]
+    assert slope.se == pytest.approx(reference.bse[1])
+    assert (slope.low, slope.high) == pytest.approx(tuple(reference.conf_int(0.05)[1]))
+    assert slope.low < 2 < slope.high

@@ -8,7 +8,10 @@ d, significance at α = 0.001), the estimator's predicted change on the same
 images (introspection, A.1), and the training set's initial mean, SD and
 share of zero PIRs (A.2, C.4.2). Given a control objective
 (``pirtune.objectives.control``), both sets are scored by it too, and the
-*specific gain* is the target's change minus the control's. Every image's scores go beside it in
+*specific gain* is the target's change minus the control's. Every set is also scored by the
+three single-colour objectives (``channels``: the share of image energy in red, green and
+blue, C.4.3), so a two-colour objective's "trick" of dimming its third colour can be seen
+(section 4.2). Every image's scores go beside it in
 ``evaluation_scores.csv``, so Welch's t can be re-checked without rendering
 again. ``write_evaluation``/``load_evaluations`` are the machine-readable file
 ``evaluation.json`` the report reads.
@@ -40,6 +43,7 @@ from pirtune.estimator.frozen import FrozenPIREstimator, estimate_pir
 from pirtune.files import atomic_write, write_json
 from pirtune.models.bundle import draw
 from pirtune.objectives import score
+from pirtune.objectives.colour import CHANNELS, ColourObjective
 from pirtune.stats import ALPHA, BootstrapChange, Change, WelchTest, bootstrap_change, mean_change
 
 EVALUATION_FORMAT = "pirtune-evaluation/1"
@@ -105,6 +109,9 @@ class Evaluation:
         scores: the per-image scores' file, relative to the evaluation file.
         control_objective: the control objective's ``describe()``, or ``None``.
         control: the control objective's PIR after vs before, on the same images.
+        channels: by colour (red, green, blue), the single-colour objective's PIR (the
+            share of image energy in that colour, C.4.3) after vs before, on the same
+            images; ``None`` in files written before it was recorded.
     """
 
     objective: dict[str, Any]
@@ -123,6 +130,7 @@ class Evaluation:
     scores: str | None = None
     control_objective: dict[str, Any] | None = None
     control: Change | None = None
+    channels: dict[str, Change] | None = None
     format: str = EVALUATION_FORMAT
 
     @property
@@ -161,11 +169,13 @@ class Evaluation:
         def change(d: dict[str, Any]) -> Change:
             return Change(**{**d, "welch": WelchTest(**d["welch"])})
 
-        control = data.get("control")
+        control, channels = data.get("control"), data.get("channels")
         return cls(**{**data, "change": change(data["change"]),
                       "predicted": change(data["predicted"]),
                       "training_set": TrainingSet(**data["training_set"]),
-                      "control": None if control is None else change(control)})
+                      "control": None if control is None else change(control),
+                      "channels": None if channels is None else
+                      {name: change(c) for name, c in channels.items()}})
 
 
 def write_evaluation(evaluation: Evaluation, path: Path) -> Path:
@@ -192,16 +202,20 @@ class Samples:
     true_pir: torch.Tensor   # [N]
     estimate: torch.Tensor   # [N]
     control_pir: torch.Tensor | None = None  # [N], the control objective's
+    channel_pir: torch.Tensor | None = None  # [N, 3], the single-colour PIRs (CHANNELS' order)
 
 
 def draw_and_score(generator: nn.Module, objective, estimator: FrozenPIREstimator, n: int,
                    seed: int, batch_size: int, control=None) -> Samples:
     """``n`` fresh samples (``draw``), scored both ways (and by the ``control`` objective,
-    when given)."""
+    when given), and by each single-colour objective."""
     images, labels = draw(generator, n, seed, batch_size)
+    channels = torch.stack([score(ColourObjective(colour), images, batch_size)
+                            for colour in CHANNELS], dim=1)  # 3 × [N] -> [N, 3]
     return Samples(images, labels, score(objective, images, batch_size),
                    estimate_pir(estimator, images, batch_size),
-                   None if control is None else score(control, images, batch_size))
+                   None if control is None else score(control, images, batch_size),
+                   channels)
 
 
 def write_scores(sets: dict[str, tuple[int, Samples]], path: Path) -> Path:
@@ -283,6 +297,9 @@ def evaluate_generators(
         control_objective=None if control is None else control.describe(),
         control=(None if control is None else
                  mean_change(sets["before"].control_pir, sets["after"].control_pir, alpha)),
+        channels={colour: mean_change(sets["before"].channel_pir[:, i],
+                                      sets["after"].channel_pir[:, i], alpha)
+                  for i, colour in enumerate(CHANNELS)},
         **record,
     )
 

@@ -100,11 +100,20 @@ def mean_change(before, after, alpha: float = ALPHA) -> Change:
 
 @dataclass(frozen=True)
 class Coef:
-    """One OLS coefficient with its t-test (two-sided)."""
+    """One OLS coefficient with its t-test (two-sided) and 95 % confidence interval.
+
+    Attributes:
+        beta, t, p: the estimate, its t statistic and two-sided p.
+        se: its standard error.
+        low, high: the 95 % confidence interval (statsmodels' ``conf_int``, t-based).
+    """
 
     beta: float
     t: float
     p: float
+    se: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -148,8 +157,10 @@ def ols(response: Sequence[float], predictors: dict[str, Sequence[float]]) -> Re
     # A perfect fit has zero residual variance: t is infinite, which is the truth.
     with np.errstate(divide="ignore", invalid="ignore"):
         fit = sm.OLS(y, design).fit()
-        coefficients = {name: Coef(float(b), float(t), float(p)) for name, b, t, p
-                        in zip(names, fit.params, fit.tvalues, fit.pvalues, strict=True)}
+        coefficients = {name: Coef(float(b), float(t), float(p), float(se), float(lo), float(hi))
+                        for name, b, t, p, se, (lo, hi)
+                        in zip(names, fit.params, fit.tvalues, fit.pvalues, fit.bse,
+                               fit.conf_int(0.05), strict=True)}
     return Regression(coefficients, n=len(y), r2=float(fit.rsquared))
 
 

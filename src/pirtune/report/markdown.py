@@ -11,6 +11,7 @@ from typing import Any
 
 from pirtune.evaluation import GRID_SIZE
 from pirtune.metrics import figure_table
+from pirtune.report.claims import claims_markdown, judge
 from pirtune.report.entries import Entry, RunQuality, first_round, objective_key
 from pirtune.stats import Regression
 
@@ -26,6 +27,7 @@ HEADINGS = {
     "8": "## Fig. 8: non-zero PIRs vs effect size",
     "specificity": "## Specificity: the gain beside a control objective's",
     "watch": "## Gold vs proxy during tuning",
+    "claims": "## Claims: does the paper reproduce?",
 }
 
 
@@ -268,7 +270,8 @@ def render_markdown(root: Path, entries: Sequence[Entry], figures: dict[str, Pat
     out.append(_figure(root, figures, "8", "share of non-zero PIRs vs effect size")
                if "8" in figures else no_first)
     out += ["", HEADINGS["specificity"], "", *_specificity(entries),
-            "", HEADINGS["watch"], "", *_watch(root, watch or {})]
+            "", HEADINGS["watch"], "", *_watch(root, watch or {}),
+            "", HEADINGS["claims"], "", *claims_markdown(judge(entries))]
     return "\n".join(out) + "\n"
 
 
