@@ -323,6 +323,28 @@ def test_the_page_fits_a_phone(server, browser, tmp_path, size):
         context.close()
 
 
+RING = "rgb(26, 115, 232)"   # the candidates' highlight colour (#1a73e8)
+
+
+def test_a_tapped_slot_shows_no_ring_on_the_next_rounds_image(server, browser):
+    """On a touch screen :hover sticks to the tapped element, so a hover ring would sit on
+    the next round's image in that slot: the page rings only on devices that hover."""
+    base, _ = server
+    context = browser.new_context(**PHONE)
+    try:
+        page = context.new_page()
+        _start(page, base)
+        # A click leaves the pointer over the slot, as a real phone's tap leaves :hover on it.
+        page.click("#c1")
+        _round_shown(page, 2)
+        assert not page.evaluate("() => matchMedia('(hover: hover)').matches")
+        colour = page.evaluate("() => getComputedStyle(document.querySelector('#c1'))"
+                               ".borderTopColor")
+        assert colour != RING
+    finally:
+        context.close()
+
+
 def test_a_reload_resumes_the_session_and_its_final_screen(server, context):
     """Gap 10: the session id lives in the URL; a reload continues where the person was."""
     base, _ = server

@@ -47,7 +47,10 @@ PAGE = """<!doctype html>
                border-radius: .4rem; }
   #board button { padding: 0; border: 3px solid transparent; border-radius: .6rem;
                   background: none; cursor: pointer; }
-  #board button:hover, #board button:focus-visible { border-color: #1a73e8; }
+  #board button:focus-visible { border-color: #1a73e8; }
+  /* Only where a pointer hovers: a touch screen keeps :hover on the tapped slot, which then
+     holds the next round's image. */
+  @media (hover: hover) { #board button:hover { border-color: #1a73e8; } }
   #current { border: 3px solid #888; border-radius: .6rem; box-sizing: border-box; }
   #board.loading { opacity: .6; cursor: progress; }
   #board.loading button { cursor: progress; }
