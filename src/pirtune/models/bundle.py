@@ -262,13 +262,17 @@ class Selector(nn.Module):
     def admissible_scores(self, generator: nn.Module, z: torch.Tensor,
                           labels: torch.Tensor) -> torch.Tensor:
         """The estimates [N], −∞ where the critic rejects the draw (``realism`` > 0)."""
-        estimates, realism = self.judge(generator, z, labels)
+        return self._mask(*self.judge(generator, z, labels), labels)
+
+    def _mask(self, estimates: torch.Tensor, realism: torch.Tensor | None,
+              labels: torch.Tensor) -> torch.Tensor:
+        """``estimates`` [N], −∞ where the critic's ``realism`` [N] is below its class's
+        threshold (``realism`` > 0)."""
         if self.realism == 0:
             return estimates
         if self.critic_thresholds is None:
             raise UsageError("the selector has no critic thresholds; calibrate it first")
-        admissible = realism >= self.critic_thresholds[labels]
-        return estimates.masked_fill(~admissible, -math.inf)
+        return estimates.masked_fill(realism < self.critic_thresholds[labels], -math.inf)
 
     def calibrate(self, generator: nn.Module, calibration: int, seed: int) -> None:
         """Set each class's thresholds from ``calibration`` draws of it: the critic's
@@ -332,13 +336,11 @@ class Selector(nn.Module):
         n = int(self.candidates_per_sample)
         candidates = torch.randn(len(labels), n, generator.latent_dim, generator=rng)
         flat_labels = labels.repeat_interleave(n)
-        scores = self.admissible_scores(generator, candidates.flatten(0, 1),
-                                        flat_labels).view(-1, n)
+        estimates, realism = self.judge(generator, candidates.flatten(0, 1), flat_labels)
+        scores = self._mask(estimates, realism, flat_labels).view(-1, n)
         # A row the critic rejects whole keeps its candidates, weighed by the estimate alone.
         none = torch.isinf(scores).all(dim=1, keepdim=True)
-        if bool(none.any()):
-            plain = self.scores(generator, candidates.flatten(0, 1), flat_labels).view(-1, n)
-            scores = torch.where(none, plain, scores)
+        scores = torch.where(none, estimates.view(-1, n), scores)
         chosen = torch.multinomial(torch.softmax(scores / self.temperature, dim=1), 1,
                                    generator=rng).squeeze(1)
         return candidates[torch.arange(len(labels)), chosen]
